@@ -1,0 +1,3 @@
+from policyd.cli import main
+
+main()

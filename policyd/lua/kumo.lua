@@ -1,0 +1,433 @@
+-- The `kumo` module policies are written against (a subset of KumoMTA's
+-- inbound API), and `evaluate`, the one entry point the host calls per event.
+-- Everything a handler touches (conn_meta, addresses, the message) is plain
+-- Lua, so no Python object is ever handed to policy code.
+local sandbox, host = ...
+local json_decode = host.json_decode
+local warn = host.warn
+
+local kumo = {}
+local handlers = {}   -- event -> function
+local origin = {}     -- event -> "file:line" of its registration
+local warned = {}
+local loading = true
+
+local IMPLEMENTED = {
+  smtp_server_connection_accepted = true,
+  smtp_server_ehlo = true,
+  smtp_server_auth_plain = true,
+  smtp_server_mail_from = true,
+  smtp_server_rcpt_to = true,
+  smtp_server_data = true,
+  smtp_server_message_received = true,
+}
+
+local MODES = { ForceDisconnect = true, FollowWith421 = true, If421 = true }
+
+local utf8_safe = sandbox.utf8_safe
+
+local function location(level)
+  local info = debug.getinfo(level + 1, 'Sl')
+  if not info then return '?' end
+  local src = info.source:sub(1, 1) == '@' and info.source:sub(2) or info.short_src
+  return src .. ':' .. tostring(info.currentline)
+end
+
+-- Handler registration ----------------------------------------------------
+
+function kumo.on(event, fn)
+  if not loading then
+    error('kumo.on can only be called while the policy loads, not from a handler', 2)
+  end
+  if type(event) ~= 'string' then
+    error('bad argument #1 to kumo.on (event name expected)', 2)
+  end
+  if type(fn) ~= 'function' then
+    error(("bad argument #2 to kumo.on for '%s' (function expected)"):format(event), 2)
+  end
+  local single = event:sub(1, 12) == 'smtp_server_'
+  if single and origin[event] then
+    error(("kumo.on: '%s' already has a handler, registered at %s"):format(event, origin[event]), 2)
+  end
+  if single then origin[event] = location(2) end
+  if IMPLEMENTED[event] then
+    handlers[event] = fn
+  elseif not warned[event] then
+    warned[event] = true
+    warn(("%s: event '%s' is not supported by this service; its handler is ignored")
+      :format(location(2), event))
+  end
+end
+
+-- Rejections: a Lua error carrying a structured verdict ---------------------
+
+local Rejection = { __metatable = false }
+local REJECTION = {}  -- private key: only kumo.reject/disconnect can make one
+
+local function raise(action, code, text, mode)
+  local n = math.tointeger(tonumber(code))
+  if n == nil or n < 400 or n > 599 then
+    error(('kumo.%s: code must be an integer from 400 to 599, got %s'):format(action, tostring(code)), 3)
+  end
+  if text == nil then
+    text = ''
+  elseif type(text) == 'number' then
+    text = tostring(text)
+  elseif type(text) ~= 'string' then
+    error(('kumo.%s: message must be a string, got %s'):format(action, type(text)), 3)
+  end
+  error(setmetatable({ [REJECTION] = true, action = action, code = n, text = text, mode = mode },
+                     Rejection), 0)
+end
+
+function kumo.reject(code, message)
+  raise('reject', code, message, 'If421')
+end
+
+function kumo.disconnect(code, message, mode)
+  if mode == nil then
+    mode = 'ForceDisconnect'
+  elseif not MODES[mode] then
+    error(("kumo.disconnect: mode must be 'ForceDisconnect', 'FollowWith421' or 'If421', got %s")
+      :format(type(mode) == 'string' and ("'" .. mode .. "'") or tostring(mode)), 2)
+  end
+  raise('disconnect', code, message, mode)
+end
+
+-- JSON encoding of metadata values (checked when set, so an error points at
+-- the policy line that stored the bad value) --------------------------------
+
+local ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+                  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+
+local function quote(s)
+  if not utf8.len(s) then error('metadata strings must be valid UTF-8', 0) end
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return ESCAPES[c] or ('\\u%04x'):format(c:byte())
+  end) .. '"'
+end
+
+local function encode(value, depth)
+  local t = type(value)
+  if value == nil then
+    return 'null'
+  elseif t == 'boolean' then
+    return tostring(value)
+  elseif t == 'string' then
+    return quote(value)
+  elseif t == 'number' then
+    if math.type(value) == 'integer' then return ('%d'):format(value) end
+    if value ~= value or value == math.huge or value == -math.huge then
+      error('metadata numbers must be finite', 0)
+    end
+    local s = ('%.14g'):format(value)
+    if tonumber(s) ~= value then s = ('%.17g'):format(value) end
+    if not s:find('[%.eEn]') then s = s .. '.0' end
+    return s
+  elseif t == 'table' then
+    if depth > 32 then error('metadata value is nested too deeply (or cyclic)', 0) end
+    local n, count = #value, 0
+    for _ in pairs(value) do count = count + 1 end
+    local parts = {}
+    if count == n and n > 0 then
+      for i = 1, n do parts[i] = encode(value[i], depth + 1) end
+      return '[' .. table.concat(parts, ',') .. ']'
+    end
+    for k, v in pairs(value) do
+      if type(k) ~= 'string' then
+        error('metadata tables must be arrays or have only string keys', 0)
+      end
+      parts[#parts + 1] = quote(k) .. ':' .. encode(v, depth + 1)
+    end
+    table.sort(parts)
+    return '{' .. table.concat(parts, ',') .. '}'
+  end
+  error(('cannot store a %s value in metadata'):format(t), 0)
+end
+
+local function encode_meta(kind, name, value)
+  if type(name) ~= 'string' then
+    error(('bad argument #1 to %s:set_meta (string expected)'):format(kind), 3)
+  end
+  local ok, text = pcall(encode, value, 0)
+  if not ok then error(('%s:set_meta(%q): %s'):format(kind, name, text), 3) end
+  return text
+end
+
+-- Metadata: a layered view. Values set in this evaluation win over values set
+-- earlier in the session (JSON texts from the edge, decoded on first read),
+-- which win over the predefined keys. -------------------------------------
+
+local Meta = { __metatable = false }
+Meta.__index = Meta
+
+local NULL = {}
+
+local function new_meta(kind, fixed, raw, parent)
+  return setmetatable({ kind = kind, fixed = fixed, raw = raw, parent = parent,
+                        values = {}, changed = nil }, Meta)
+end
+
+function Meta:get_meta(name)
+  local v = self.values[name]
+  if v == nil then
+    local text = self.raw and self.raw[name]
+    if text ~= nil then
+      v = json_decode(text)
+      if v == nil then v = NULL end
+    elseif self.parent then
+      return self.parent:get_meta(name)
+    else
+      v = self.fixed[name]
+      if v == nil then return nil end
+    end
+    self.values[name] = v
+  end
+  if v == NULL then return nil end
+  return v
+end
+
+function Meta:set_meta(name, value)
+  local text = encode_meta(self.kind, name, value)
+  self.changed = self.changed or {}
+  self.changed[name] = text
+  if value == nil then value = NULL end
+  self.values[name] = value
+end
+
+-- Envelope addresses ---------------------------------------------------------
+
+local Address = { __metatable = false }
+Address.__index = Address
+Address.__tostring = function(a) return a.email end
+
+local function address(text)
+  local user, domain = text:match('^(.*)@([^@]*)$')
+  if not user then user, domain = text, '' end
+  return setmetatable({ user = user, domain = domain, email = text }, Address)
+end
+
+-- The message object (data-phase events) -------------------------------------
+
+local Message = { __metatable = false }
+Message.__index = Message
+
+local HEADER_NAME = '^[!-9;-~]+$'
+
+-- Splits the header section into fields (each with its line endings and
+-- continuation lines) and the rest (the blank line and the body).
+local function split_headers(data)
+  local fields, pos, len = {}, 1, #data
+  while pos <= len do
+    local eol = data:find('\n', pos, true) or len
+    local line = data:sub(pos, eol)
+    if line == '\r\n' or line == '\n' then break end
+    local first = line:sub(1, 1)
+    if (first == ' ' or first == '\t') and #fields > 0 then
+      fields[#fields].raw = fields[#fields].raw .. line
+    else
+      fields[#fields + 1] = { name = line:match('^([^:]*):'), raw = line }
+    end
+    pos = eol + 1
+  end
+  return fields, data:sub(pos)
+end
+
+local function field_value(field)
+  local value = field.raw:match('^[^:]*:(.*)$')
+  value = value:gsub('\r?\n([ \t])', '%1'):gsub('\r?\n$', '')
+  return (value:gsub('^[ \t]+', ''))
+end
+
+local function same_name(a, b)
+  return a ~= nil and a:lower() == b:lower()
+end
+
+local function new_message(args, conn)
+  local msg = setmetatable({
+    args = args,
+    meta = new_meta('msg', nil, args.msg_meta, conn),
+    changes = {},
+  }, Message)
+  return msg
+end
+
+function Message:fields()
+  if not self._fields then
+    self._fields, self._rest = split_headers(self.args.data)
+  end
+  return self._fields
+end
+
+function Message:id() return self.args.message_id end
+function Message:sender() return address(self.args.sender) end
+
+function Message:recipient_list()
+  local out = {}
+  for i, r in ipairs(self.args.recipients) do out[i] = address(r) end
+  return out
+end
+
+function Message:recipient()
+  local list = self:recipient_list()
+  if #list == 1 then return list[1] end
+  return list
+end
+
+function Message:get_meta(name) return self.meta:get_meta(name) end
+function Message:set_meta(name, value) return self.meta:set_meta(name, value) end
+
+function Message:get_data()
+  if not self._fields then return self.args.data end
+  local parts = {}
+  for i, f in ipairs(self._fields) do parts[i] = f.raw end
+  parts[#parts + 1] = self._rest
+  return table.concat(parts)
+end
+
+function Message:get_first_named_header_value(name)
+  for _, f in ipairs(self:fields()) do
+    if same_name(f.name, name) then return field_value(f) end
+  end
+  return nil
+end
+
+function Message:get_all_named_header_values(name)
+  local out = {}
+  for _, f in ipairs(self:fields()) do
+    if same_name(f.name, name) then out[#out + 1] = field_value(f) end
+  end
+  return out
+end
+
+function Message:get_all_headers()
+  local out = {}
+  for _, f in ipairs(self:fields()) do
+    if f.name then out[#out + 1] = { f.name, field_value(f) } end
+  end
+  return out
+end
+
+local function check_header(method, name, value)
+  if type(name) ~= 'string' or not name:match(HEADER_NAME) then
+    error(('msg:%s: invalid header name %s'):format(method, tostring(name)), 3)
+  end
+  if value ~= nil then
+    if type(value) ~= 'string' then
+      error(('msg:%s(%q): value must be a string'):format(method, name), 3)
+    end
+    if not utf8.len(value) then
+      error(('msg:%s(%q): value must be valid UTF-8'):format(method, name), 3)
+    end
+    if value:find('[\r\n]') then
+      error(('msg:%s(%q): value must not contain CR or LF'):format(method, name), 3)
+    end
+  end
+end
+
+function Message:prepend_header(name, value)
+  check_header('prepend_header', name, value)
+  table.insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
+  self.changes[#self.changes + 1] = { 'prepend', name, value }
+end
+
+function Message:append_header(name, value)
+  check_header('append_header', name, value)
+  local fields = self:fields()
+  fields[#fields + 1] = { name = name, raw = name .. ': ' .. value .. '\r\n' }
+  self.changes[#self.changes + 1] = { 'append', name, value }
+end
+
+function Message:remove_all_named_headers(name)
+  check_header('remove_all_named_headers', name)
+  local kept = {}
+  for _, f in ipairs(self:fields()) do
+    if not same_name(f.name, name) then kept[#kept + 1] = f end
+  end
+  self._fields = kept
+  self.changes[#self.changes + 1] = { 'remove', name, '' }
+end
+
+-- Evaluation ------------------------------------------------------------------
+
+local function on_error(err)
+  if type(err) == 'table' and rawget(err, REJECTION) then return err end
+  if type(err) ~= 'string' then
+    err = ('(error object is a %s value)'):format(type(err))
+  end
+  return debug.traceback(err, 2)
+end
+
+-- An EHLO handler may return an array of strings to replace the extensions.
+local function extension_list(value)
+  if type(value) ~= 'table' then return nil end
+  for i = 1, #value do
+    if type(value[i]) ~= 'string' or not utf8.len(value[i]) then
+      return nil, ('smtp_server_ehlo handler returned an extension that is not a UTF-8 string: %s')
+        :format(tostring(value[i]))
+    end
+  end
+  return value
+end
+
+-- Runs the handler for `event`. `fixed` holds the predefined conn_meta keys,
+-- `raw` the keys set earlier in the session (JSON texts), `args` the event's
+-- arguments. Returns: action, code, text, mode, error, conn_meta changes,
+-- header changes, EHLO extensions, auth answer, message meta changes.
+local function evaluate(event, fixed, raw, args)
+  local handler = handlers[event]
+  local conn = new_meta('conn_meta', fixed, raw)
+  local msg, ok, result
+  if event == 'smtp_server_mail_from' then
+    ok, result = xpcall(handler, on_error, address(args.sender), conn)
+  elseif event == 'smtp_server_rcpt_to' then
+    ok, result = xpcall(handler, on_error, address(args.recipient), conn)
+  elseif event == 'smtp_server_ehlo' then
+    if args.helo then
+      ok, result = xpcall(handler, on_error, args.domain, conn)
+    else
+      ok, result = xpcall(handler, on_error, args.domain, conn, args.extensions)
+    end
+  elseif event == 'smtp_server_data' or event == 'smtp_server_message_received' then
+    msg = new_message(args, conn)
+    ok, result = xpcall(handler, on_error, msg, conn)
+  elseif event == 'smtp_server_auth_plain' then
+    ok, result = xpcall(handler, on_error, args.authz, args.authc, args.password, conn)
+  else
+    ok, result = xpcall(handler, on_error, conn)
+  end
+  local headers = msg and #msg.changes > 0 and msg.changes or nil
+  local msg_meta = msg and msg.meta.changed or nil
+  if ok then
+    local extensions, err
+    if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
+    if err then return 'error', 0, '', '', utf8_safe(err), nil, nil, nil, false, nil end
+    return 'continue', 0, '', '', '', conn.changed, headers, extensions, result == true, msg_meta
+  end
+  if type(result) == 'table' then
+    return result.action, result.code, utf8_safe(result.text), result.mode, '', conn.changed,
+           headers, nil, false, msg_meta
+  end
+  return 'error', 0, '', '', utf8_safe(result), nil, nil, nil, false, nil
+end
+
+local function handled_events()
+  local out = {}
+  for event in pairs(handlers) do out[#out + 1] = event end
+  table.sort(out)
+  return out
+end
+
+local function finish_loading()
+  loading = false
+  sandbox.finish_loading()
+end
+
+sandbox.provide('kumo', kumo)
+
+return {
+  evaluate = evaluate,
+  handled_events = handled_events,
+  finish_loading = finish_loading,
+  origin = origin,
+}

@@ -1,0 +1,43 @@
+"""Regenerate the Python bindings of the policy contract.
+
+    python proto/generate.py            # writes next to the .proto files
+    python proto/generate.py --out DIR  # writes elsewhere (the staleness test)
+
+The bindings are committed; tests/test_proto.py fails when they are stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent
+PROTOS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.proto"))
+
+
+def generate(out: Path) -> None:
+    include = Path(protoc.__file__).parent / "_proto"
+    args = [
+        "protoc",
+        f"-I{ROOT}",
+        f"-I{include}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        *PROTOS,
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT, help="output directory")
+    generate(parser.parse_args().out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

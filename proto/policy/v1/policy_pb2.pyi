@@ -1,0 +1,253 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTION_UNSPECIFIED: _ClassVar[Action]
+    ACTION_CONTINUE: _ClassVar[Action]
+    ACTION_REJECT: _ClassVar[Action]
+    ACTION_DISCONNECT: _ClassVar[Action]
+    ACTION_ERROR: _ClassVar[Action]
+
+class DisconnectMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISCONNECT_MODE_UNSPECIFIED: _ClassVar[DisconnectMode]
+    DISCONNECT_MODE_IF_421: _ClassVar[DisconnectMode]
+    DISCONNECT_MODE_FOLLOW_WITH_421: _ClassVar[DisconnectMode]
+    DISCONNECT_MODE_FORCE_DISCONNECT: _ClassVar[DisconnectMode]
+ACTION_UNSPECIFIED: Action
+ACTION_CONTINUE: Action
+ACTION_REJECT: Action
+ACTION_DISCONNECT: Action
+ACTION_ERROR: Action
+DISCONNECT_MODE_UNSPECIFIED: DisconnectMode
+DISCONNECT_MODE_IF_421: DisconnectMode
+DISCONNECT_MODE_FOLLOW_WITH_421: DisconnectMode
+DISCONNECT_MODE_FORCE_DISCONNECT: DisconnectMode
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("request_id", "event", "client", "session", "conn_meta", "connect", "ehlo", "auth_plain", "mail_from", "rcpt_to", "message")
+    class ConnMetaEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    CONN_META_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_FIELD_NUMBER: _ClassVar[int]
+    EHLO_FIELD_NUMBER: _ClassVar[int]
+    AUTH_PLAIN_FIELD_NUMBER: _ClassVar[int]
+    MAIL_FROM_FIELD_NUMBER: _ClassVar[int]
+    RCPT_TO_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    event: str
+    client: Client
+    session: Session
+    conn_meta: _containers.ScalarMap[str, str]
+    connect: ConnectArgs
+    ehlo: EhloArgs
+    auth_plain: AuthPlainArgs
+    mail_from: MailFromArgs
+    rcpt_to: RcptToArgs
+    message: MessageArgs
+    def __init__(self, request_id: _Optional[int] = ..., event: _Optional[str] = ..., client: _Optional[_Union[Client, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., conn_meta: _Optional[_Mapping[str, str]] = ..., connect: _Optional[_Union[ConnectArgs, _Mapping]] = ..., ehlo: _Optional[_Union[EhloArgs, _Mapping]] = ..., auth_plain: _Optional[_Union[AuthPlainArgs, _Mapping]] = ..., mail_from: _Optional[_Union[MailFromArgs, _Mapping]] = ..., rcpt_to: _Optional[_Union[RcptToArgs, _Mapping]] = ..., message: _Optional[_Union[MessageArgs, _Mapping]] = ...) -> None: ...
+
+class Client(_message.Message):
+    __slots__ = ("edge_id", "hostname", "listener", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    hostname: str
+    listener: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, edge_id: _Optional[str] = ..., hostname: _Optional[str] = ..., listener: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Session(_message.Message):
+    __slots__ = ("id", "peer_ip", "peer_port", "local_ip", "local_port", "ehlo_domain", "tls", "auth")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_IP_FIELD_NUMBER: _ClassVar[int]
+    PEER_PORT_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_IP_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PORT_FIELD_NUMBER: _ClassVar[int]
+    EHLO_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    peer_ip: str
+    peer_port: int
+    local_ip: str
+    local_port: int
+    ehlo_domain: str
+    tls: TlsInfo
+    auth: AuthInfo
+    def __init__(self, id: _Optional[str] = ..., peer_ip: _Optional[str] = ..., peer_port: _Optional[int] = ..., local_ip: _Optional[str] = ..., local_port: _Optional[int] = ..., ehlo_domain: _Optional[str] = ..., tls: _Optional[_Union[TlsInfo, _Mapping]] = ..., auth: _Optional[_Union[AuthInfo, _Mapping]] = ...) -> None: ...
+
+class TlsInfo(_message.Message):
+    __slots__ = ("protocol_version", "cipher", "peer_subject_name")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CIPHER_FIELD_NUMBER: _ClassVar[int]
+    PEER_SUBJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: str
+    cipher: str
+    peer_subject_name: str
+    def __init__(self, protocol_version: _Optional[str] = ..., cipher: _Optional[str] = ..., peer_subject_name: _Optional[str] = ...) -> None: ...
+
+class AuthInfo(_message.Message):
+    __slots__ = ("authn_id", "authz_id")
+    AUTHN_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHZ_ID_FIELD_NUMBER: _ClassVar[int]
+    authn_id: str
+    authz_id: str
+    def __init__(self, authn_id: _Optional[str] = ..., authz_id: _Optional[str] = ...) -> None: ...
+
+class ConnectArgs(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EhloArgs(_message.Message):
+    __slots__ = ("domain", "helo", "extensions")
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    HELO_FIELD_NUMBER: _ClassVar[int]
+    EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    helo: bool
+    extensions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, domain: _Optional[str] = ..., helo: _Optional[bool] = ..., extensions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AuthPlainArgs(_message.Message):
+    __slots__ = ("authz", "authc", "password")
+    AUTHZ_FIELD_NUMBER: _ClassVar[int]
+    AUTHC_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    authz: str
+    authc: str
+    password: str
+    def __init__(self, authz: _Optional[str] = ..., authc: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class MailFromArgs(_message.Message):
+    __slots__ = ("sender", "params")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    params: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sender: _Optional[str] = ..., params: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RcptToArgs(_message.Message):
+    __slots__ = ("recipient", "params")
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    recipient: str
+    params: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recipient: _Optional[str] = ..., params: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MessageArgs(_message.Message):
+    __slots__ = ("message_id", "sender", "recipients", "data", "msg_meta")
+    class MsgMetaEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MSG_META_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    sender: str
+    recipients: _containers.RepeatedScalarFieldContainer[str]
+    data: bytes
+    msg_meta: _containers.ScalarMap[str, str]
+    def __init__(self, message_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ..., msg_meta: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Verdict(_message.Message):
+    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error")
+    class MetaSetEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class MsgMetaSetEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    META_SET_FIELD_NUMBER: _ClassVar[int]
+    HEADER_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    EHLO_EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
+    MSG_META_SET_FIELD_NUMBER: _ClassVar[int]
+    AUTH_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    action: Action
+    code: int
+    text: str
+    mode: DisconnectMode
+    meta_set: _containers.ScalarMap[str, str]
+    header_changes: _containers.RepeatedCompositeFieldContainer[HeaderChange]
+    ehlo_extensions: Extensions
+    msg_meta_set: _containers.ScalarMap[str, str]
+    auth_granted: bool
+    revision: str
+    decision_id: str
+    error: str
+    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class HeaderChange(_message.Message):
+    __slots__ = ("op", "name", "value")
+    class Op(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OP_UNSPECIFIED: _ClassVar[HeaderChange.Op]
+        OP_PREPEND: _ClassVar[HeaderChange.Op]
+        OP_APPEND: _ClassVar[HeaderChange.Op]
+        OP_REMOVE: _ClassVar[HeaderChange.Op]
+    OP_UNSPECIFIED: HeaderChange.Op
+    OP_PREPEND: HeaderChange.Op
+    OP_APPEND: HeaderChange.Op
+    OP_REMOVE: HeaderChange.Op
+    OP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    op: HeaderChange.Op
+    name: str
+    value: str
+    def __init__(self, op: _Optional[_Union[HeaderChange.Op, str]] = ..., name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class Extensions(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[str]] = ...) -> None: ...

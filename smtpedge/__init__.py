@@ -1,0 +1,1 @@
+"""smtpedge: a thin SMTP server that asks a policy daemon for a verdict at every stage."""

@@ -1,0 +1,3 @@
+from smtpedge.cli import main
+
+main()

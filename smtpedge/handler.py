@@ -1,0 +1,194 @@
+"""aiosmtpd hooks: ask the policy at each stage and answer with its verdict.
+
+Knows nothing of sockets. Each hook builds a request from the session, asks the
+policy client, applies what the verdict changes (conn_meta, headers, the EHLO
+extension list) and returns the reply to send: aiosmtpd's usual one when the
+policy lets the command proceed, the rendered verdict otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope
+
+from policy.v1 import policy_pb2 as pb
+from smtpedge.headers import apply_header_changes
+from smtpedge.maildir import Maildir
+from smtpedge.policy_client import PolicyClient
+from smtpedge.replies import Reply, Stage, render
+from smtpedge.session import EdgeSession, new_id
+
+log = logging.getLogger("smtpedge.session")
+
+# Advertised in addition to what aiosmtpd lists (it reads pipelined commands in order).
+EXTRA_EXTENSIONS = ("PIPELINING",)
+
+
+def ehlo_lines(hostname: str, extensions: list[str]) -> list[str]:
+    if not extensions:
+        return [f"250 {hostname}"]
+    *init, last = extensions
+    return [f"250-{hostname}", *(f"250-{e}" for e in init), f"250 {last}"]
+
+
+class PolicyHandler:
+    def __init__(self, policy: PolicyClient, client: pb.Client, maildir: Maildir) -> None:
+        self.policy = policy
+        self.client = client
+        self.hostname = client.hostname
+        self.maildir = maildir
+
+    async def ask(
+        self, session: EdgeSession, event: str, stage: Stage = Stage.COMMAND, **args: Any
+    ) -> tuple[pb.Verdict | None, Reply | None]:
+        """One policy call: the verdict (None if none came) and the reply it calls for."""
+        request = pb.EvaluateRequest(
+            event=event,
+            client=self.client,
+            session=session.facts,
+            conn_meta=session.conn_meta,
+            **args,
+        )
+        verdict = await self.policy.evaluate(request)
+        if verdict is not None:
+            session.conn_meta.update(verdict.meta_set)
+        reply = render(verdict, self.hostname, stage)
+        if reply is not None:
+            log.info(
+                "refused",
+                extra={
+                    "session_id": session.id,
+                    "event": event,
+                    "decision_id": verdict.decision_id if verdict else None,
+                    "revision": verdict.revision if verdict else None,
+                    "reply": reply.lines,
+                    "close": reply.close,
+                },
+            )
+        return verdict, reply
+
+    async def handle_connect(self, server: SMTP, session: EdgeSession) -> Reply | None:
+        """Before the banner: a reply here replaces the banner and ends the session."""
+        _, reply = await self.ask(
+            session, "smtp_server_connection_accepted", Stage.CONNECT, connect=pb.ConnectArgs()
+        )
+        return reply
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd hook names)
+        self,
+        server: SMTP,
+        session: EdgeSession,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str | Reply]:
+        extensions = [r[4:] for r in responses[1:-1]] + [*EXTRA_EXTENSIONS, responses[-1][4:]]
+        verdict, reply = await self.ask(
+            session,
+            "smtp_server_ehlo",
+            ehlo=pb.EhloArgs(domain=hostname, extensions=extensions),
+        )
+        if reply is not None:
+            session.greeted(None)
+            return [reply]
+        assert verdict is not None
+        if verdict.HasField("ehlo_extensions"):
+            extensions = list(verdict.ehlo_extensions.items)
+        session.greeted(hostname)
+        return ehlo_lines(self.hostname, extensions)
+
+    async def handle_HELO(  # noqa: N802
+        self, server: SMTP, session: EdgeSession, envelope: Envelope, hostname: str
+    ) -> str | Reply:
+        _, reply = await self.ask(
+            session, "smtp_server_ehlo", ehlo=pb.EhloArgs(domain=hostname, helo=True)
+        )
+        if reply is not None:
+            session.greeted(None)
+            return reply
+        session.greeted(hostname)
+        return f"250 {self.hostname}"
+
+    async def handle_MAIL(  # noqa: N802
+        self,
+        server: SMTP,
+        session: EdgeSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str | Reply:
+        sender = "" if address == "<>" else address
+        _, reply = await self.ask(
+            session,
+            "smtp_server_mail_from",
+            mail_from=pb.MailFromArgs(sender=sender, params=options),
+        )
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802
+        self,
+        server: SMTP,
+        session: EdgeSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str | Reply:
+        _, reply = await self.ask(
+            session,
+            "smtp_server_rcpt_to",
+            rcpt_to=pb.RcptToArgs(recipient=address, params=options),
+        )
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802
+        self, server: SMTP, session: EdgeSession, envelope: Envelope
+    ) -> str | Reply:
+        message_id = new_id()
+        data: bytes = envelope.original_content or b""
+        sender = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
+        msg_meta: dict[str, str] = {}
+        for event in ("smtp_server_data", "smtp_server_message_received"):
+            verdict, reply = await self.ask(
+                session,
+                event,
+                message=pb.MessageArgs(
+                    message_id=message_id,
+                    sender=sender,
+                    recipients=envelope.rcpt_tos,
+                    data=data,
+                    msg_meta=msg_meta,
+                ),
+            )
+            if reply is not None:
+                return reply
+            assert verdict is not None
+            data = apply_header_changes(data, verdict.header_changes)
+            msg_meta.update(verdict.msg_meta_set)
+        loop = asyncio.get_running_loop()
+        try:
+            name = await loop.run_in_executor(None, self.maildir.deliver, data, message_id)
+        except OSError:
+            log.exception("cannot store message", extra={"session_id": session.id})
+            return f"451 4.3.0 {self.hostname} cannot store the message now, try again later"
+        log.info(
+            "accepted",
+            extra={
+                "session_id": session.id,
+                "message_id": message_id,
+                "file": name,
+                "recipients": len(envelope.rcpt_tos),
+                "bytes": len(data),
+            },
+        )
+        return f"250 OK id={message_id}"

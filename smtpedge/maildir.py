@@ -1,0 +1,57 @@
+"""Durable Maildir delivery: a message is in new/ before the client hears 250.
+
+Write to tmp/, fsync the file, rename into new/, fsync new/. A crash at any
+point leaves either nothing in new/ or the complete message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from pathlib import Path
+
+_counter = itertools.count()
+
+
+def _safe_host(name: str) -> str:
+    return name.replace("/", "\\057").replace(":", "\\072")
+
+
+class Maildir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self._host = _safe_host(socket.gethostname())
+
+    def unique_name(self, message_id: str) -> str:
+        now = time.time()
+        return (
+            f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_counter)}"
+            f"_{message_id}.{self._host}"
+        )
+
+    def deliver(self, data: bytes, message_id: str) -> str:
+        """Stores one message durably (blocking: run it in a thread). Returns its file name."""
+        name = self.unique_name(message_id)
+        tmp = self.root / "tmp" / name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.rename(tmp, self.root / "new" / name)
+        dir_fd = os.open(self.root / "new", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return name

@@ -1,0 +1,153 @@
+"""The SMTP protocol: aiosmtpd's command parsing, with the edge's session rules.
+
+aiosmtpd parses commands and calls the handler's hooks. This subclass owns
+what happens around them: the policy is asked before the banner; a reply can
+close the session, in which case its bytes are flushed and nothing the client
+pipelined after it is read; idle clients and a stopping server get a 421.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP
+
+from smtpedge.handler import PolicyHandler
+from smtpedge.replies import Reply
+from smtpedge.session import EdgeSession
+
+log = logging.getLogger("smtpedge.session")
+
+
+class EdgeSMTP(SMTP):
+    event_handler: PolicyHandler
+    session: EdgeSession
+
+    def __init__(self, handler: PolicyHandler, *, sessions: set[EdgeSMTP], **kwargs: Any) -> None:
+        super().__init__(handler, enable_SMTPUTF8=True, **kwargs)
+        self._sessions = sessions
+        self._closing = False  # a reply closed the session: read nothing more
+        self._idle = False  # waiting for the client's next command
+        self._draining = False  # the server is stopping
+
+    # Connection lifecycle ---------------------------------------------------
+
+    def _create_session(self) -> EdgeSession:
+        return EdgeSession(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.session.bind(transport)
+        self._sessions.add(self)
+        log.debug("session opened", extra=self._log_fields())
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        log.debug("session closed", extra=self._log_fields())
+        super().connection_lost(error)
+
+    def _log_fields(self) -> dict[str, Any]:
+        facts = self.session.facts
+        return {"session_id": self.session.id, "peer": f"{facts.peer_ip}:{facts.peer_port}"}
+
+    def _write_and_close(self, line: str) -> None:
+        """Sends a last line and closes, from outside the command loop."""
+        if self._closing or self.transport is None:
+            return
+        self._writer.write(line.encode() + b"\r\n")
+        self._close()
+
+    def _close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()  # flushes what was written, then closes
+
+    def _timeout_cb(self) -> None:
+        log.info("idle timeout", extra=self._log_fields())
+        self._write_and_close(f"421 4.4.2 {self.hostname} idle too long")
+
+    def shut_down(self) -> None:
+        """Server stop: an idle session is told now, a busy one after its command."""
+        self._draining = True
+        if self._idle:
+            self._write_and_close(f"421 4.3.2 {self.hostname} service shutting down")
+
+    # Replies -----------------------------------------------------------------
+
+    async def push(self, status: AnyStr | Reply) -> None:
+        if isinstance(status, Reply):
+            self._writer.write(status.encode())
+        else:
+            data = status.encode() if isinstance(status, str) else status
+            self._writer.write(data + b"\r\n")
+        await self._writer.drain()
+        if isinstance(status, Reply) and status.close:
+            self._close()
+
+    # The command loop --------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        try:
+            reply = await self.event_handler.handle_connect(self, self.session)
+            await self.push(reply or f"220 {self.hostname} {self.__ident__}")
+            while not self._closing:
+                if self._draining:
+                    self._write_and_close(f"421 4.3.2 {self.hostname} service shutting down")
+                    return
+                line = await self._read_command()
+                if line is None:
+                    await self.push("500 5.5.2 Command line too long")
+                else:
+                    await self._dispatch(line)
+        except asyncio.IncompleteReadError:
+            pass  # the client went away
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        except ConnectionError:
+            self._writer.close()
+
+    async def _read_command(self) -> bytes | None:
+        """The next command line, or None when it was too long (and was discarded)."""
+        self._idle = True
+        try:
+            return await self._reader.readuntil()
+        except asyncio.LimitOverrunError as e:
+            consumed = e.consumed
+            while True:
+                await self._reader.readexactly(consumed)
+                try:
+                    await self._reader.readuntil()
+                    return None
+                except asyncio.LimitOverrunError as more:
+                    consumed = more.consumed
+        finally:
+            self._idle = False
+
+    async def _dispatch(self, line: bytes) -> None:
+        line = line.rstrip(b"\r\n")
+        command_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            command = command_bytes.decode("ascii").upper()
+            arg = arg_bytes.strip().decode("utf-8") or None
+        except UnicodeDecodeError:
+            await self.push("500 5.5.2 Syntax error: command is not valid UTF-8")
+            return
+        if not command:
+            await self.push("500 5.5.2 Syntax error: empty command")
+            return
+        method = self._smtp_methods.get(command)
+        if method is None:
+            shown = command if command.isprintable() else repr(command)
+            await self.push(f'500 5.5.1 Command "{shown[:32]}" not recognized')
+            return
+        self._reset_timeout()
+        try:
+            await method(arg)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            log.exception("command failed", extra=self._log_fields())
+            await self.push(f"451 4.3.0 {self.hostname} internal error, try again later")

@@ -1,0 +1,75 @@
+"""Verdicts to SMTP reply bytes: pure functions, the whole of SPEC.md section 3.
+
+| mode            | code 421            | any other code                                  |
+|-----------------|---------------------|-------------------------------------------------|
+| If421           | reply, close        | reply, session stays open                       |
+| FollowWith421   | reply, close        | reply, "421 HOST disconnecting due to previous error", close |
+| ForceDisconnect | reply, close        | reply, close                                    |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from policy.v1 import policy_pb2 as pb
+
+GENERIC_TEXT = "rejected by policy"
+
+
+class Stage(Enum):
+    """Where in the session a verdict applies: it decides the fail-mode reply."""
+
+    CONNECT = "connect"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    lines: tuple[str, ...]
+    close: bool = False
+
+    def encode(self) -> bytes:
+        return "".join(line + "\r\n" for line in self.lines).encode("utf-8")
+
+
+def reply_lines(code: int, text: str) -> tuple[str, ...]:
+    """`CODE-line` for every line but the last, `CODE line` for the last."""
+    parts = [line.removesuffix("\r") for line in (text or GENERIC_TEXT).split("\n")]
+    *init, last = parts
+    return (*(f"{code}-{line}" for line in init), f"{code} {last}")
+
+
+def technical_difficulties(hostname: str) -> Reply:
+    return Reply((f"421 4.3.0 {hostname} technical difficulties",), close=True)
+
+
+def policy_unavailable(hostname: str, stage: Stage) -> Reply:
+    text = f"4.3.0 {hostname} policy service unavailable, try again later"
+    if stage is Stage.CONNECT:
+        return Reply((f"421 {text}",), close=True)
+    return Reply((f"451 {text}",))
+
+
+def render(verdict: pb.Verdict | None, hostname: str, stage: Stage) -> Reply | None:
+    """The reply a verdict calls for, or None when the command proceeds.
+
+    No verdict, or one this edge cannot read, is never "continue": it gets the
+    fail-mode reply. At the connection stage every refusal ends the session.
+    """
+    if verdict is None:
+        return policy_unavailable(hostname, stage)
+    action = verdict.action
+    if action == pb.ACTION_CONTINUE:
+        return None
+    if action == pb.ACTION_ERROR:
+        return technical_difficulties(hostname)
+    if action not in (pb.ACTION_REJECT, pb.ACTION_DISCONNECT) or not 400 <= verdict.code <= 599:
+        return policy_unavailable(hostname, stage)
+    lines = reply_lines(verdict.code, verdict.text)
+    mode = verdict.mode
+    if verdict.code == 421 or mode == pb.DISCONNECT_MODE_FORCE_DISCONNECT:
+        return Reply(lines, close=True)
+    if mode == pb.DISCONNECT_MODE_FOLLOW_WITH_421:
+        return Reply((*lines, f"421 {hostname} disconnecting due to previous error"), close=True)
+    return Reply(lines, close=stage is Stage.CONNECT)

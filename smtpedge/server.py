@@ -1,0 +1,93 @@
+"""The edge's lifecycle: listen, serve sessions, stop without cutting one in half.
+
+On SIGTERM/SIGINT the listener closes; idle sessions get a 421 at once, busy
+ones after the command in progress (a DATA transfer finishes and is answered);
+whatever remains after `shutdown_grace` seconds is closed. A second signal
+stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from policy.v1 import policy_pb2 as pb
+from smtpedge.config import EdgeConfig, split_host_port
+from smtpedge.handler import PolicyHandler
+from smtpedge.maildir import Maildir
+from smtpedge.policy_client import PolicyClient
+from smtpedge.protocol import EdgeSMTP
+
+log = logging.getLogger("smtpedge.server")
+
+
+class EdgeServer:
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self.sessions: set[EdgeSMTP] = set()
+        self._stop = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._policy: PolicyClient | None = None
+
+    async def startup(self) -> None:
+        config = self.config
+        host, port = split_host_port(config.listen)
+        self._policy = PolicyClient(config.policy_server, config.policy_timeout)
+        client = pb.Client(edge_id=config.hostname, hostname=config.hostname, listener=config.listen)
+        handler = PolicyHandler(self._policy, client, Maildir(config.maildir))
+        loop = asyncio.get_running_loop()
+
+        def factory() -> EdgeSMTP:
+            return EdgeSMTP(
+                handler,
+                sessions=self.sessions,
+                hostname=config.hostname,
+                ident="ESMTP smtpedge",
+                data_size_limit=config.max_message_size,
+                timeout=config.idle_timeout,
+                loop=loop,
+            )
+
+        self._server = await loop.create_server(factory, host, port)
+        bound = self._server.sockets[0].getsockname()
+        log.info(
+            "listening",
+            extra={
+                "address": f"{host}:{bound[1]}",
+                "hostname": config.hostname,
+                "policy_server": config.policy_server,
+                "maildir": str(config.maildir),
+            },
+        )
+
+    async def shutdown(self) -> None:
+        log.info("shutting down", extra={"sessions": len(self.sessions)})
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.shut_down()
+        deadline = asyncio.get_running_loop().time() + self.config.shutdown_grace
+        while self.sessions and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.abort()
+        if self._policy is not None:
+            await self._policy.close()
+        log.info("stopped")
+
+    async def serve(self) -> None:
+        await self.startup()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    def _on_signal(self) -> None:
+        if self._stop.is_set():
+            raise SystemExit(1)
+        self._stop.set()
