@@ -13,7 +13,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
 
-    async def Evaluate(  # noqa: N802 (gRPC method name)
+    async def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> pb.Verdict:
         try:

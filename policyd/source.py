@@ -53,4 +53,6 @@ class PolicySource:
             target = (self.root / candidate).resolve()
             if target.is_relative_to(self.root) and target.is_file():
                 return candidate
-        raise PolicyError(f"require '{name}': no {base}.lua or {base}/{ENTRY} in the policy directory")
+        raise PolicyError(
+            f"require '{name}': no {base}.lua or {base}/{ENTRY} in the policy directory"
+        )

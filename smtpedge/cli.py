@@ -29,29 +29,75 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--listen", default=_DEFAULTS.listen, envvar="SMTPEDGE_LISTEN", show_envvar=True,
-              callback=_host_port, help="SMTP listen address HOST:PORT (port 0 picks a free port).")
-@click.option("--policy-server", default=_DEFAULTS.policy_server, envvar="SMTPEDGE_POLICY_SERVER",
-              show_envvar=True, help="The policy daemon's gRPC address HOST:PORT.")
-@click.option("--hostname", default=_DEFAULTS.hostname, envvar="SMTPEDGE_HOSTNAME",
-              show_envvar=True, help="Host name used in the banner and in replies.")
-@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path),
-              default=_DEFAULTS.maildir, envvar="SMTPEDGE_MAILDIR", show_envvar=True,
-              help="Maildir that accepted messages are stored in.")
-@click.option("--policy-timeout", type=float, default=_DEFAULTS.policy_timeout,
-              envvar="SMTPEDGE_POLICY_TIMEOUT", show_envvar=True,
-              help="Seconds to wait for a verdict before the fail-mode reply.")
-@click.option("--max-message-size", type=int, default=_DEFAULTS.max_message_size,
-              envvar="SMTPEDGE_MAX_MESSAGE_SIZE", show_envvar=True,
-              help="Largest message accepted, in bytes.")
-@click.option("--idle-timeout", type=float, default=_DEFAULTS.idle_timeout,
-              envvar="SMTPEDGE_IDLE_TIMEOUT", show_envvar=True,
-              help="Seconds a silent client is kept before 421.")
-@click.option("--shutdown-grace", type=float, default=_DEFAULTS.shutdown_grace,
-              envvar="SMTPEDGE_SHUTDOWN_GRACE", show_envvar=True,
-              help="Seconds sessions get to finish on SIGTERM.")
-@click.option("--log-level", default="info", envvar="SMTPEDGE_LOG_LEVEL", show_envvar=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--listen",
+    default=_DEFAULTS.listen,
+    envvar="SMTPEDGE_LISTEN",
+    show_envvar=True,
+    callback=_host_port,
+    help="SMTP listen address HOST:PORT (port 0 picks a free port).",
+)
+@click.option(
+    "--policy-server",
+    default=_DEFAULTS.policy_server,
+    envvar="SMTPEDGE_POLICY_SERVER",
+    show_envvar=True,
+    help="The policy daemon's gRPC address HOST:PORT.",
+)
+@click.option(
+    "--hostname",
+    default=_DEFAULTS.hostname,
+    envvar="SMTPEDGE_HOSTNAME",
+    show_envvar=True,
+    help="Host name used in the banner and in replies.",
+)
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=_DEFAULTS.maildir,
+    envvar="SMTPEDGE_MAILDIR",
+    show_envvar=True,
+    help="Maildir that accepted messages are stored in.",
+)
+@click.option(
+    "--policy-timeout",
+    type=float,
+    default=_DEFAULTS.policy_timeout,
+    envvar="SMTPEDGE_POLICY_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to wait for a verdict before the fail-mode reply.",
+)
+@click.option(
+    "--max-message-size",
+    type=int,
+    default=_DEFAULTS.max_message_size,
+    envvar="SMTPEDGE_MAX_MESSAGE_SIZE",
+    show_envvar=True,
+    help="Largest message accepted, in bytes.",
+)
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=_DEFAULTS.idle_timeout,
+    envvar="SMTPEDGE_IDLE_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a silent client is kept before 421.",
+)
+@click.option(
+    "--shutdown-grace",
+    type=float,
+    default=_DEFAULTS.shutdown_grace,
+    envvar="SMTPEDGE_SHUTDOWN_GRACE",
+    show_envvar=True,
+    help="Seconds sessions get to finish on SIGTERM.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    envvar="SMTPEDGE_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def serve(log_level: str, **options: object) -> None:
     """Serve SMTP, asking the policy daemon at every stage."""
     logs.configure(log_level)

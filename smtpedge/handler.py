@@ -77,7 +77,7 @@ class PolicyHandler:
         )
         return reply
 
-    async def handle_EHLO(  # noqa: N802 (aiosmtpd hook names)
+    async def handle_EHLO(
         self,
         server: SMTP,
         session: EdgeSession,
@@ -100,7 +100,7 @@ class PolicyHandler:
         session.greeted(hostname)
         return ehlo_lines(self.hostname, extensions)
 
-    async def handle_HELO(  # noqa: N802
+    async def handle_HELO(
         self, server: SMTP, session: EdgeSession, envelope: Envelope, hostname: str
     ) -> str | Reply:
         _, reply = await self.ask(
@@ -112,7 +112,7 @@ class PolicyHandler:
         session.greeted(hostname)
         return f"250 {self.hostname}"
 
-    async def handle_MAIL(  # noqa: N802
+    async def handle_MAIL(
         self,
         server: SMTP,
         session: EdgeSession,
@@ -132,7 +132,7 @@ class PolicyHandler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self,
         server: SMTP,
         session: EdgeSession,
@@ -151,7 +151,7 @@ class PolicyHandler:
         envelope.rcpt_options.extend(options)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802
+    async def handle_DATA(
         self, server: SMTP, session: EdgeSession, envelope: Envelope
     ) -> str | Reply:
         message_id = new_id()

@@ -1,10 +1,9 @@
 """Verdicts to SMTP reply bytes: pure functions, the whole of SPEC.md section 3.
 
-| mode            | code 421            | any other code                                  |
-|-----------------|---------------------|-------------------------------------------------|
-| If421           | reply, close        | reply, session stays open                       |
-| FollowWith421   | reply, close        | reply, "421 HOST disconnecting due to previous error", close |
-| ForceDisconnect | reply, close        | reply, close                                    |
+mode             code 421        any other code
+If421            reply, close    reply; the session stays open
+FollowWith421    reply, close    reply, "421 HOST disconnecting due to previous error", close
+ForceDisconnect  reply, close    reply, close
 """
 
 from __future__ import annotations

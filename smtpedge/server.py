@@ -34,7 +34,9 @@ class EdgeServer:
         config = self.config
         host, port = split_host_port(config.listen)
         self._policy = PolicyClient(config.policy_server, config.policy_timeout)
-        client = pb.Client(edge_id=config.hostname, hostname=config.hostname, listener=config.listen)
+        client = pb.Client(
+            edge_id=config.hostname, hostname=config.hostname, listener=config.listen
+        )
         handler = PolicyHandler(self._policy, client, Maildir(config.maildir))
         loop = asyncio.get_running_loop()
 

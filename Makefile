@@ -1,0 +1,30 @@
+# `make run` and `make test` each do all the set-up they need on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test proto lint system-deps
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+system-deps:
+	scripts/install-system-deps
+
+# The daemon and one edge on loopback with examples/policy.lua (Ctrl-C stops both).
+run: $(VENV)/.installed
+	scripts/run-dev
+
+test: $(VENV)/.installed system-deps
+	$(BIN)/python -m pytest -n auto
+
+# Regenerate the gRPC bindings from proto/ (a test fails when they are stale).
+proto: $(VENV)/.installed
+	$(BIN)/python proto/generate.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.procs import Proc, start_daemon, start_edge
+from tests.smtpclient import RawClient
+
+
+@dataclass
+class Stack:
+    """A daemon and an edge, started for one test."""
+
+    workdir: Path
+    daemon: Proc
+    daemon_address: str
+    edge: Proc
+    port: int
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def maildir(self) -> Path:
+        return self.workdir / "mail"
+
+    def stored(self) -> list[bytes]:
+        new = self.maildir / "new"
+        return [p.read_bytes() for p in sorted(new.iterdir())] if new.exists() else []
+
+    def client(self) -> RawClient:
+        return RawClient(self.port)
+
+    def greeted(self) -> RawClient:
+        client = self.client()
+        assert client.reply().startswith(b"220 ")
+        assert client.command(b"EHLO client.test").startswith(b"250-")
+        return client
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path):
+    def write(text: str, name: str = "policy.lua") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path, write_policy) -> Iterator:
+    procs: list[Proc] = []
+
+    def make(policy: str, *edge_args: str, daemon_args: tuple[str, ...] = ()) -> Stack:
+        path = write_policy(policy)
+        daemon, address = start_daemon(path, tmp_path, *daemon_args)
+        procs.append(daemon)
+        edge, port = start_edge(address, tmp_path, *edge_args)
+        procs.append(edge)
+        return Stack(tmp_path, daemon, address, edge, port, procs)
+
+    yield make
+    for proc in reversed(procs):
+        proc.stop()
+
+
+@pytest.fixture
+def stack(stack_factory, request) -> Stack:
+    """A stack running the policy given by @pytest.mark.policy(TEXT)."""
+    marker = request.node.get_closest_marker("policy")
+    assert marker is not None, "use @pytest.mark.policy(...) with the stack fixture"
+    return stack_factory(marker.args[0])

@@ -1,0 +1,115 @@
+"""Start the real daemon and edge as processes, each on a free port of its own.
+
+Both are started with port 0 and report the port they bound in their
+"listening" log line, so tests never race for ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HOSTNAME = "mx.test"
+
+
+class Proc:
+    """A child process whose JSON log lines (stderr) go to a file."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.popen = subprocess.Popen(
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"msg": line, "raw": True})
+        return out
+
+    def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.log_lines():
+                if match(entry):
+                    return entry
+            if self.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{self.args[2]} exited with {self.popen.returncode}:\n"
+                    + self.log_path.read_text(errors="replace")
+                )
+            time.sleep(0.02)
+        raise TimeoutError(f"no matching log line from {self.args}:\n{self.log_path.read_text()}")
+
+    def wait_listening(self) -> str:
+        return self.wait_for_log(lambda e: e.get("msg") == "listening")["address"]
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 10) -> int:
+        self.signal(signal.SIGTERM)
+        try:
+            rc = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            rc = self.popen.wait()
+        self._log.close()
+        return rc
+
+
+def start_daemon(policy: Path, workdir: Path, *extra: str) -> tuple[Proc, str]:
+    proc = Proc(
+        [
+            sys.executable,
+            "-m",
+            "policyd",
+            "serve",
+            "--policy",
+            str(policy),
+            "--listen",
+            "127.0.0.1:0",
+            *extra,
+        ],
+        workdir / "policyd.log",
+    )
+    return proc, proc.wait_listening()
+
+
+def start_edge(policy_server: str, workdir: Path, *extra: str) -> tuple[Proc, int]:
+    proc = Proc(
+        [
+            sys.executable,
+            "-m",
+            "smtpedge",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy-server",
+            policy_server,
+            "--hostname",
+            HOSTNAME,
+            "--maildir",
+            str(workdir / "mail"),
+            *extra,
+        ],
+        workdir / "smtpedge.log",
+    )
+    address = proc.wait_listening()
+    return proc, int(address.rsplit(":", 1)[1])
