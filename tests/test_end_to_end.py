@@ -308,3 +308,14 @@ def test_help_and_module_entry_points() -> None:
         )
         assert result.returncode == 0
         assert "--listen" in result.stdout
+
+
+@pytest.mark.policy("kumo.on('smtp_server_mail_from', function() end)")
+def test_sigterm_tells_idle_sessions_and_both_processes_exit_cleanly(stack) -> None:
+    import signal
+
+    idle = stack.greeted()
+    stack.edge.signal(signal.SIGTERM)
+    assert idle.rest_until_close() == b"421 4.3.2 mx.test service shutting down\r\n"
+    assert stack.edge.popen.wait(10) == 0
+    assert stack.daemon.stop() == 0
