@@ -44,16 +44,42 @@ def main() -> None:
     help="Seconds in-flight calls get to finish on SIGTERM.",
 )
 @click.option(
+    "--watch",
+    type=click.Choice(["events", "poll", "off"]),
+    default=ServeConfig.watch,
+    envvar="POLICYD_WATCH",
+    show_envvar=True,
+    help="Reload on file changes: file events plus polling, polling only (for mounts "
+    "that deliver no events), or off. SIGHUP and the Reload RPC always work.",
+)
+@click.option(
+    "--poll-interval",
+    type=float,
+    default=ServeConfig.poll_interval,
+    envvar="POLICYD_POLL_INTERVAL",
+    show_envvar=True,
+    help="Seconds between checks of the policy files, for file systems without change events.",
+)
+@click.option(
+    "--max-request-size",
+    type=int,
+    default=ServeConfig.max_request_size,
+    envvar="POLICYD_MAX_REQUEST_SIZE",
+    show_envvar=True,
+    help="Largest request accepted, in bytes (data-phase requests carry the message).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
     envvar="POLICYD_LOG_LEVEL",
     show_envvar=True,
 )
-def serve(policy: Path, listen: str, shutdown_grace: float, log_level: str) -> None:
-    """Serve the policy over gRPC."""
+def serve(log_level: str, **options: object) -> None:
+    """Serve the policy over gRPC; reload it on change, SIGHUP or the Reload RPC."""
     logs.configure(log_level)
-    config = ServeConfig(policy=policy, listen=listen, shutdown_grace=shutdown_grace)
+    config = ServeConfig(**options)  # type: ignore[arg-type]
+    policy = config.policy
     try:
         asyncio.run(Server(config).serve())
     except PolicyError as e:

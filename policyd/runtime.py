@@ -15,7 +15,7 @@ from typing import Any
 
 from lupa import lua54
 
-from policyd.source import PolicyError, PolicySource
+from policyd.source import PolicyError, PolicySource, Snapshot
 
 log = logging.getLogger("policyd.policy")
 
@@ -47,12 +47,15 @@ class LuaPolicy:
 
     Loading runs the policy's top level (and the modules it requires) once;
     a syntax error, a runtime error at load or a second handler for an event
-    raises PolicyError naming file and line.
+    raises PolicyError naming file and line. `files` records every file read,
+    so Snapshot(source, policy.files) loads the very same revision again.
     """
 
-    def __init__(self, source: PolicySource) -> None:
+    def __init__(self, source: PolicySource | Snapshot) -> None:
         self.source = source
         self.files: dict[str, bytes] = {}
+        # Warnings raised while loading (e.g. unsupported events), for the caller to report.
+        self.warnings: list[str] = []
         self.lua = lua54.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -103,7 +106,7 @@ class LuaPolicy:
         return value
 
     def _print(self, text: str) -> None:
-        log.info("policy print", extra={"policy": str(self.source.root), "text": text})
+        log.info("policy print", extra={"policy": str(self.source), "text": text})
 
     def _warn(self, text: str) -> None:
-        log.warning(text, extra={"policy": str(self.source.root)})
+        self.warnings.append(text)

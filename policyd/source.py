@@ -1,20 +1,35 @@
-"""Where a policy lives on disk: its directory, its entry file, its modules.
+"""Where a policy lives: its directory, entry file, modules and test files.
 
 A policy is a directory with an entry file `init.lua`, or a single `.lua` file
 whose own directory is the policy directory. Modules are read only from inside
-that directory.
+that directory. Test cases live in `tests/*.toml` of a policy directory, or in
+`NAME.tests.toml` beside a single-file policy `NAME.lua`.
+
+A Snapshot holds the bytes one revision was loaded from, so the same revision
+can be loaded again (into more runtimes) even while the files change on disk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 ENTRY = "init.lua"
+WATCHED_SUFFIXES = (".lua", ".toml")
 
 
 class PolicyError(Exception):
     """A policy that cannot be loaded; the message names file and line."""
+
+
+def module_candidates(name: str) -> tuple[str, str]:
+    """The files a `require` name (dotted, as in Lua) may refer to."""
+    parts = name.split(".")
+    if not all(p and p not in (".", "..") and "/" not in p and "\\" not in p for p in parts):
+        raise PolicyError(f"require '{name}': not a module name")
+    base = "/".join(parts)
+    return f"{base}.lua", f"{base}/{ENTRY}"
 
 
 @dataclass(frozen=True)
@@ -33,26 +48,80 @@ class PolicySource:
             return cls(path.resolve().parent, path.name)
         raise PolicyError(f"{path}: no such policy file or directory")
 
-    def read(self, relpath: str) -> bytes:
-        """Reads a file of the policy, refusing anything outside its directory."""
+    def __str__(self) -> str:
+        return str(self.root / self.entry)
+
+    def _inside(self, relpath: str) -> Path:
         target = (self.root / relpath).resolve()
         if not target.is_relative_to(self.root):
             raise PolicyError(f"{relpath}: outside the policy directory")
+        return target
+
+    def read(self, relpath: str) -> bytes:
+        """Reads a file of the policy, refusing anything outside its directory."""
         try:
-            return target.read_bytes()
+            return self._inside(relpath).read_bytes()
         except OSError as e:
             raise PolicyError(f"{relpath}: {e.strerror}") from None
 
     def module_path(self, name: str) -> str:
-        """Maps a `require` name (dotted, as in Lua) to a file in the policy directory."""
-        parts = name.split(".")
-        if not all(p and p not in (".", "..") and "/" not in p and "\\" not in p for p in parts):
-            raise PolicyError(f"require '{name}': not a module name")
-        base = "/".join(parts)
-        for candidate in (f"{base}.lua", f"{base}/{ENTRY}"):
-            target = (self.root / candidate).resolve()
-            if target.is_relative_to(self.root) and target.is_file():
+        for candidate in module_candidates(name):
+            if self._inside(candidate).is_file():
                 return candidate
         raise PolicyError(
-            f"require '{name}': no {base}.lua or {base}/{ENTRY} in the policy directory"
+            f"require '{name}': no {' or '.join(module_candidates(name))} in the policy directory"
         )
+
+    def test_files(self) -> list[str]:
+        if self.entry == ENTRY:
+            return sorted(
+                p.relative_to(self.root).as_posix() for p in self.root.glob("tests/*.toml")
+            )
+        beside = Path(self.entry).with_suffix(".tests.toml").as_posix()
+        return [beside] if (self.root / beside).is_file() else []
+
+    def _watched(self) -> Iterator[Path]:
+        if self.entry == ENTRY:
+            yield from (p for p in self.root.rglob("*") if p.suffix in WATCHED_SUFFIXES)
+        else:
+            yield self.root / self.entry
+            yield from (p for p in self.root.rglob("*.lua") if p.name != self.entry)
+            yield from (self.root / t for t in self.test_files())
+
+    def signature(self) -> frozenset[tuple[str, int, int]]:
+        """A cheap fingerprint (name, mtime, size) of every file a reload would read."""
+        out = set()
+        for path in self._watched():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out.add((str(path), st.st_mtime_ns, st.st_size))
+        return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The files of one revision, read once from a PolicySource."""
+
+    source: PolicySource
+    files: Mapping[str, bytes]
+
+    @property
+    def entry(self) -> str:
+        return self.source.entry
+
+    def __str__(self) -> str:
+        return str(self.source)
+
+    def read(self, relpath: str) -> bytes:
+        try:
+            return self.files[relpath]
+        except KeyError:
+            raise PolicyError(f"{relpath}: not part of this revision") from None
+
+    def module_path(self, name: str) -> str:
+        for candidate in module_candidates(name):
+            if candidate in self.files:
+                return candidate
+        raise PolicyError(f"require '{name}': not part of this revision")

@@ -15,7 +15,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope
 
 from policy.v1 import policy_pb2 as pb
-from smtpedge.headers import apply_header_changes
+from policy.v1.headers import apply_header_changes
 from smtpedge.maildir import Maildir
 from smtpedge.policy_client import PolicyClient
 from smtpedge.replies import Reply, Stage, render

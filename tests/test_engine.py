@@ -11,10 +11,10 @@ import json
 import pytest
 
 from policy.v1 import policy_pb2 as pb
+from policy.v1.headers import apply_header_changes
 from policyd.evaluate import Evaluator, predefined_meta
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
-from smtpedge.headers import apply_header_changes
 
 
 @pytest.fixture

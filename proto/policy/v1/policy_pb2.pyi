@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -251,3 +254,73 @@ class Extensions(_message.Message):
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, items: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("active", "last_failure", "activations", "failures", "source")
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    active: Revision
+    last_failure: ReloadFailure
+    activations: int
+    failures: int
+    source: str
+    def __init__(self, active: _Optional[_Union[Revision, _Mapping]] = ..., last_failure: _Optional[_Union[ReloadFailure, _Mapping]] = ..., activations: _Optional[int] = ..., failures: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class Revision(_message.Message):
+    __slots__ = ("id", "activated_at", "trigger", "files", "handlers", "test_files", "test_cases")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    TEST_FILES_FIELD_NUMBER: _ClassVar[int]
+    TEST_CASES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    activated_at: _timestamp_pb2.Timestamp
+    trigger: str
+    files: _containers.RepeatedScalarFieldContainer[str]
+    handlers: _containers.RepeatedScalarFieldContainer[str]
+    test_files: _containers.RepeatedScalarFieldContainer[str]
+    test_cases: int
+    def __init__(self, id: _Optional[str] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., handlers: _Optional[_Iterable[str]] = ..., test_files: _Optional[_Iterable[str]] = ..., test_cases: _Optional[int] = ...) -> None: ...
+
+class ReloadFailure(_message.Message):
+    __slots__ = ("at", "trigger", "error")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    trigger: str
+    error: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ReloadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadResponse(_message.Message):
+    __slots__ = ("outcome", "revision", "error")
+    class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OUTCOME_UNSPECIFIED: _ClassVar[ReloadResponse.Outcome]
+        OUTCOME_ACTIVATED: _ClassVar[ReloadResponse.Outcome]
+        OUTCOME_UNCHANGED: _ClassVar[ReloadResponse.Outcome]
+        OUTCOME_FAILED: _ClassVar[ReloadResponse.Outcome]
+    OUTCOME_UNSPECIFIED: ReloadResponse.Outcome
+    OUTCOME_ACTIVATED: ReloadResponse.Outcome
+    OUTCOME_UNCHANGED: ReloadResponse.Outcome
+    OUTCOME_FAILED: ReloadResponse.Outcome
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    outcome: ReloadResponse.Outcome
+    revision: str
+    error: str
+    def __init__(self, outcome: _Optional[_Union[ReloadResponse.Outcome, str]] = ..., revision: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...

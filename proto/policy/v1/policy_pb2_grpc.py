@@ -96,3 +96,127 @@ class PolicyService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class PolicyAdminStub:
+    """Operator calls. They change or reveal the daemon's state, so they are a
+    service of their own that can be authorised apart from evaluation.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Status = channel.unary_unary(
+                '/policy.v1.PolicyAdmin/Status',
+                request_serializer=policy_dot_v1_dot_policy__pb2.StatusRequest.SerializeToString,
+                response_deserializer=policy_dot_v1_dot_policy__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.Reload = channel.unary_unary(
+                '/policy.v1.PolicyAdmin/Reload',
+                request_serializer=policy_dot_v1_dot_policy__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=policy_dot_v1_dot_policy__pb2.ReloadResponse.FromString,
+                _registered_method=True)
+
+
+class PolicyAdminServicer:
+    """Operator calls. They change or reveal the daemon's state, so they are a
+    service of their own that can be authorised apart from evaluation.
+    """
+
+    def Status(self, request, context):
+        """The active revision, the last failed reload, counters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reload(self, request, context):
+        """Loads the policy from disk, validates it (compile, register, the policy's
+        own test cases) and activates it; the same step as a file change or SIGHUP.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PolicyAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=policy_dot_v1_dot_policy__pb2.StatusRequest.FromString,
+                    response_serializer=policy_dot_v1_dot_policy__pb2.StatusResponse.SerializeToString,
+            ),
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=policy_dot_v1_dot_policy__pb2.ReloadRequest.FromString,
+                    response_serializer=policy_dot_v1_dot_policy__pb2.ReloadResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'policy.v1.PolicyAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('policy.v1.PolicyAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PolicyAdmin:
+    """Operator calls. They change or reveal the daemon's state, so they are a
+    service of their own that can be authorised apart from evaluation.
+    """
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/policy.v1.PolicyAdmin/Status',
+            policy_dot_v1_dot_policy__pb2.StatusRequest.SerializeToString,
+            policy_dot_v1_dot_policy__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/policy.v1.PolicyAdmin/Reload',
+            policy_dot_v1_dot_policy__pb2.ReloadRequest.SerializeToString,
+            policy_dot_v1_dot_policy__pb2.ReloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,9 +1,11 @@
-"""Applies a verdict's header changes to the message bytes.
+"""What a verdict's HeaderChange operations do to a message: part of the contract.
 
-Follows the same rules as the daemon's message object (policyd/lua/kumo.lua),
-so the stored message is what `msg:get_data()` showed the policy: the header
-section ends at the first empty line; a line starting with space or tab
-continues the field before it; new fields end with CRLF.
+The edge applies them to the message it stores or relays; the daemon's policy
+test runner applies them between the two data-phase events. The daemon's
+message object (policyd/lua/kumo.lua) follows the same rules, so the stored
+message is what `msg:get_data()` showed the policy: the header section ends at
+the first empty line; a line starting with space or tab continues the field
+before it; new fields end with CRLF; names compare case-insensitively.
 """
 
 from __future__ import annotations

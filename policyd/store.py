@@ -1,0 +1,132 @@
+"""Policy revisions: load, validate, activate atomically, report.
+
+Every way a policy changes (startup, a change on disk, SIGHUP, the Reload RPC)
+goes through RevisionStore.reload: the files are loaded into a fresh Lua
+runtime off to the side, must compile, register their handlers and pass the
+policy's own test cases; then the very same bytes are loaded into a fresh
+serving runtime and swapped in with one assignment. An evaluation holds the
+Revision it started on, so it finishes on it; the next one sees the new one.
+A revision that fails validation never serves: the last good one goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from policyd.evaluate import Evaluator
+from policyd.runtime import LuaPolicy
+from policyd.source import PolicyError, PolicySource, Snapshot
+from policyd.testing import load_cases, run_cases
+
+log = logging.getLogger("policyd.store")
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: str
+    evaluator: Evaluator
+    files: tuple[str, ...]
+    handlers: tuple[str, ...]
+    test_files: tuple[str, ...]
+    test_cases: int
+    activated_at: float
+    trigger: str
+
+
+@dataclass(frozen=True)
+class ReloadFailure:
+    at: float
+    trigger: str
+    error: str
+
+
+class Outcome(Enum):
+    ACTIVATED = "activated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+def prepare(source: PolicySource, trigger: str) -> tuple[Revision, list[str]]:
+    """Loads and validates the policy on disk (blocking). PolicyError if it is not fit to serve."""
+    checking = LuaPolicy(source)
+    test_files = source.test_files()
+    cases = load_cases(source)
+    failures = run_cases(Evaluator(checking), cases)
+    if failures:
+        more = f" (and {len(failures) - 1} more failing cases)" if len(failures) > 1 else ""
+        raise PolicyError(f"policy test failed: {failures[0]}{more}")
+    serving = LuaPolicy(Snapshot(source, checking.files))
+    revision = Revision(
+        id=serving.revision,
+        evaluator=Evaluator(serving),
+        files=tuple(sorted(serving.files)),
+        handlers=serving.handled_events,
+        test_files=tuple(test_files),
+        test_cases=len(cases),
+        activated_at=time.time(),
+        trigger=trigger,
+    )
+    return revision, checking.warnings
+
+
+class RevisionStore:
+    def __init__(self, source: PolicySource) -> None:
+        self.source = source
+        self.active: Revision | None = None
+        self.last_failure: ReloadFailure | None = None
+        self.activations = 0
+        self.failures = 0
+        self._lock = asyncio.Lock()
+
+    def load_initial(self) -> Revision:
+        """The first revision, at startup: PolicyError means the daemon must not start."""
+        revision, warnings = prepare(self.source, "startup")
+        self._activate(revision, warnings)
+        return revision
+
+    async def reload(self, trigger: str) -> tuple[Outcome, str]:
+        """Runs load-validate-activate; returns the outcome and the revision id or error."""
+        async with self._lock:
+            try:
+                revision, warnings = await asyncio.to_thread(prepare, self.source, trigger)
+            except PolicyError as e:
+                self.failures += 1
+                self.last_failure = ReloadFailure(time.time(), trigger, str(e))
+                log.error(
+                    "policy reload failed",
+                    extra={
+                        "trigger": trigger,
+                        "error": str(e),
+                        "serving": self.active.id if self.active else None,
+                    },
+                )
+                return Outcome.FAILED, str(e)
+            if self.active is not None and revision.id == self.active.id:
+                log.info("policy unchanged", extra={"trigger": trigger, "revision": revision.id})
+                return Outcome.UNCHANGED, revision.id
+            self._activate(revision, warnings)
+            return Outcome.ACTIVATED, revision.id
+
+    def _activate(self, revision: Revision, warnings: list[str]) -> None:
+        previous = self.active
+        self.active = revision
+        self.activations += 1
+        for warning in warnings:
+            log.warning(warning, extra={"revision": revision.id})
+        if not revision.handlers:
+            log.warning("policy registers no handlers: every command is accepted")
+        log.info(
+            "policy activated",
+            extra={
+                "revision": revision.id,
+                "previous": previous.id if previous else None,
+                "trigger": revision.trigger,
+                "files": list(revision.files),
+                "handlers": list(revision.handlers),
+                "test_cases": revision.test_cases,
+            },
+        )

@@ -1,0 +1,279 @@
+"""Policy test cases: scripted SMTP conversations and the verdicts they must get.
+
+A test file is TOML. Each `[[case]]` is one SMTP session; its `steps` run in
+order through the same evaluator the daemon serves with, carrying conn_meta
+from step to step as an edge would:
+
+    [[case]]
+    name = "a blocked sender is refused and the session goes on"
+    peer = "192.0.2.1:40000"          # optional; also: local, hostname, edge_id, meta
+    steps = [
+      { ehlo = "client.example" },
+      { mail_from = "x@spam.example", expect = "reject 550 5.7.1 not from you" },
+      { mail_from = "alice@example.com", meta = { x_sender = "alice@example.com" } },
+      { rcpt_to = "bob@example.com" },
+      { data = "Subject: hi\\r\\n\\r\\nbody\\r\\n" },
+    ]
+
+A step has one event key: `connect = true`, `ehlo`, `helo`, `mail_from`,
+`rcpt_to`, or `data` (the message; runs smtp_server_data, then
+smtp_server_message_received with the first one's header changes applied).
+`expect` is "continue" (the default), "error", or "reject|disconnect CODE
+[TEXT]" (TEXT, when given, must match exactly); `mode` optionally names the
+disconnect mode; `meta` lists conn_meta values the session must hold after the
+step.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from policy.v1 import policy_pb2 as pb
+from policy.v1.headers import apply_header_changes
+from policyd.evaluate import Evaluator
+from policyd.source import PolicyError, PolicySource
+
+EVENT_KEYS = ("connect", "ehlo", "helo", "mail_from", "rcpt_to", "data")
+STEP_KEYS = {*EVENT_KEYS, "expect", "mode", "meta"}
+CASE_KEYS = {"name", "peer", "local", "hostname", "edge_id", "meta", "steps"}
+ACTION_NAMES = {
+    pb.ACTION_CONTINUE: "continue",
+    pb.ACTION_REJECT: "reject",
+    pb.ACTION_DISCONNECT: "disconnect",
+    pb.ACTION_ERROR: "error",
+}
+MODE_NAMES = {
+    pb.DISCONNECT_MODE_IF_421: "If421",
+    pb.DISCONNECT_MODE_FOLLOW_WITH_421: "FollowWith421",
+    pb.DISCONNECT_MODE_FORCE_DISCONNECT: "ForceDisconnect",
+}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    action: str = "continue"
+    code: int | None = None
+    text: str | None = None
+    mode: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, step: dict[str, Any]) -> Expectation:
+        words = str(step.get("expect", "continue")).split(" ", 2)
+        action = words[0]
+        if action not in ("continue", "error", "reject", "disconnect"):
+            raise ValueError(
+                f"expect must start with continue, error, reject or disconnect: {action!r}"
+            )
+        code = None
+        if len(words) > 1:
+            if not words[1].isdigit():
+                raise ValueError(f"expect {action!r} takes a numeric code, got {words[1]!r}")
+            code = int(words[1])
+        return cls(
+            action,
+            code,
+            words[2] if len(words) > 2 else None,
+            step.get("mode"),
+            step.get("meta", {}),
+        )
+
+    def describe(self) -> str:
+        parts = [self.action, *(str(p) for p in (self.code, self.text) if p is not None)]
+        return " ".join(parts) + (f" ({self.mode})" if self.mode else "")
+
+
+@dataclass(frozen=True)
+class Step:
+    event: str
+    value: Any
+    expect: Expectation
+
+
+@dataclass(frozen=True)
+class Case:
+    file: str
+    line: int
+    name: str
+    steps: tuple[Step, ...]
+    peer: str = "192.0.2.1:40000"
+    local: str = "192.0.2.25:25"
+    hostname: str = "mx.example.test"
+    edge_id: str = "test-edge"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Failure:
+    case: Case
+    step: int  # 1-based
+    message: str
+
+    def __str__(self) -> str:
+        step = self.case.steps[self.step - 1]
+        shown = step.value if step.event != "data" else "…"
+        return (
+            f"{self.case.where}: case '{self.case.name}', step {self.step} "
+            f"({step.event} {shown}): {self.message}"
+        )
+
+
+def _line_of(text: str, name: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if name in line and "name" in line:
+            return number
+    return 1
+
+
+def parse_cases(file: str, text: str) -> list[Case]:
+    """Parses one test file; PolicyError (naming the file) if it is malformed."""
+    try:
+        doc = tomllib.loads(text)
+        cases = []
+        for raw in doc.get("case", []):
+            unknown = set(raw) - CASE_KEYS
+            if unknown:
+                raise ValueError(f"case has unknown keys {sorted(unknown)}")
+            name = raw.get("name") or f"case {len(cases) + 1}"
+            steps = []
+            for raw_step in raw.get("steps", []):
+                unknown = set(raw_step) - STEP_KEYS
+                events = [k for k in EVENT_KEYS if k in raw_step]
+                if unknown or len(events) != 1:
+                    raise ValueError(
+                        f"case '{name}': a step needs exactly one of {', '.join(EVENT_KEYS)}"
+                        + (f" (unknown keys {sorted(unknown)})" if unknown else "")
+                    )
+                steps.append(Step(events[0], raw_step[events[0]], Expectation.parse(raw_step)))
+            options = {k: raw[k] for k in ("peer", "local", "hostname", "edge_id") if k in raw}
+            cases.append(
+                Case(
+                    file,
+                    _line_of(text, name),
+                    name,
+                    tuple(steps),
+                    labels=raw.get("meta", {}),
+                    **options,
+                )
+            )
+        return cases
+    except (tomllib.TOMLDecodeError, ValueError, TypeError) as e:
+        raise PolicyError(f"{file}: {e}") from None
+
+
+def load_cases(source: PolicySource) -> list[Case]:
+    return [
+        case
+        for file in source.test_files()
+        for case in parse_cases(file, source.read(file).decode("utf-8", errors="replace"))
+    ]
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Conversation:
+    """One case's session, as an edge would drive it."""
+
+    def __init__(self, evaluator: Evaluator, case: Case) -> None:
+        self.evaluator = evaluator
+        peer_ip, peer_port = _split(case.peer)
+        local_ip, local_port = _split(case.local)
+        self.client = pb.Client(
+            edge_id=case.edge_id, hostname=case.hostname, listener=case.local, labels=case.labels
+        )
+        self.session = pb.Session(
+            id="test",
+            peer_ip=peer_ip,
+            peer_port=peer_port,
+            local_ip=local_ip,
+            local_port=local_port,
+        )
+        self.conn_meta: dict[str, str] = {}
+        self.sender = ""
+        self.recipients: list[str] = []
+
+    def ask(self, event: str, **args: Any) -> pb.Verdict:
+        request = pb.EvaluateRequest(
+            event=event, client=self.client, session=self.session, conn_meta=self.conn_meta, **args
+        )
+        verdict = self.evaluator.evaluate(request)
+        self.conn_meta.update(verdict.meta_set)
+        return verdict
+
+    def step(self, step: Step) -> pb.Verdict:
+        event, value = step.event, step.value
+        if event == "connect":
+            return self.ask("smtp_server_connection_accepted", connect=pb.ConnectArgs())
+        if event in ("ehlo", "helo"):
+            verdict = self.ask(
+                "smtp_server_ehlo", ehlo=pb.EhloArgs(domain=value, helo=event == "helo")
+            )
+            ok = verdict.action == pb.ACTION_CONTINUE
+            self.session.ehlo_domain = value if ok else ""
+            return verdict
+        if event == "mail_from":
+            verdict = self.ask("smtp_server_mail_from", mail_from=pb.MailFromArgs(sender=value))
+            if verdict.action == pb.ACTION_CONTINUE:
+                self.sender, self.recipients = value, []
+            return verdict
+        if event == "rcpt_to":
+            verdict = self.ask("smtp_server_rcpt_to", rcpt_to=pb.RcptToArgs(recipient=value))
+            if verdict.action == pb.ACTION_CONTINUE:
+                self.recipients.append(value)
+            return verdict
+        data, msg_meta = value.encode(), {}
+        for name in ("smtp_server_data", "smtp_server_message_received"):
+            message = pb.MessageArgs(
+                message_id="test-message", sender=self.sender, recipients=self.recipients,
+                data=data, msg_meta=msg_meta,
+            )  # fmt: skip
+            verdict = self.ask(name, message=message)
+            if verdict.action != pb.ACTION_CONTINUE:
+                break
+            data = apply_header_changes(data, verdict.header_changes)
+            msg_meta.update(verdict.msg_meta_set)
+        return verdict
+
+
+def check(expect: Expectation, verdict: pb.Verdict, conn_meta: dict[str, str]) -> str | None:
+    """None when the verdict is as expected, else what differs."""
+    got = ACTION_NAMES.get(verdict.action, "no verdict")
+    got_desc = " ".join([got, *([str(verdict.code), verdict.text] if verdict.code else [])])
+    if verdict.error:
+        got_desc += f" [{verdict.error}]"
+    mismatch = (
+        got != expect.action
+        or (expect.code is not None and verdict.code != expect.code)
+        or (expect.text is not None and verdict.text != expect.text)
+        or (expect.mode is not None and MODE_NAMES.get(verdict.mode) != expect.mode)
+    )
+    if mismatch:
+        return f"expected {expect.describe()}, got {got_desc}"
+    for key, want in expect.meta.items():
+        have = json.loads(conn_meta[key]) if key in conn_meta else None
+        if have != want:
+            return f"expected conn_meta {key} = {want!r}, got {have!r}"
+    return None
+
+
+def run_case(evaluator: Evaluator, case: Case) -> Failure | None:
+    conversation = Conversation(evaluator, case)
+    for number, step in enumerate(case.steps, 1):
+        problem = check(step.expect, conversation.step(step), conversation.conn_meta)
+        if problem:
+            return Failure(case, number, problem)
+    return None
+
+
+def run_cases(evaluator: Evaluator, cases: list[Case]) -> list[Failure]:
+    return [f for f in (run_case(evaluator, c) for c in cases) if f is not None]
