@@ -10,6 +10,7 @@ import click
 
 from policyd import logs
 from policyd.config import ServeConfig
+from policyd.runtime import Limits
 from policyd.server import Server
 from policyd.source import PolicyError
 
@@ -61,12 +62,53 @@ def main() -> None:
     help="Seconds between checks of the policy files, for file systems without change events.",
 )
 @click.option(
-    "--max-request-size",
+    "--max-message-size",
     type=int,
-    default=ServeConfig.max_request_size,
-    envvar="POLICYD_MAX_REQUEST_SIZE",
+    default=ServeConfig.max_message_size,
+    envvar="POLICYD_MAX_MESSAGE_SIZE",
     show_envvar=True,
-    help="Largest request accepted, in bytes (data-phase requests carry the message).",
+    help="Largest message a data-phase request may carry, in bytes.",
+)
+@click.option(
+    "--eval-timeout",
+    type=float,
+    default=Limits.seconds,
+    envvar="POLICYD_EVAL_TIMEOUT",
+    show_envvar=True,
+    help="Seconds one evaluation may take (keep it well inside the edges' deadline).",
+)
+@click.option(
+    "--eval-instructions",
+    type=int,
+    default=Limits.instructions,
+    envvar="POLICYD_EVAL_INSTRUCTIONS",
+    show_envvar=True,
+    help="Lua instructions one evaluation may run.",
+)
+@click.option(
+    "--eval-slice",
+    type=int,
+    default=Limits.slice,
+    envvar="POLICYD_EVAL_SLICE",
+    show_envvar=True,
+    help="Instructions an evaluation may run on the event loop before it moves to an "
+    "overflow worker.",
+)
+@click.option(
+    "--max-memory",
+    type=int,
+    default=Limits.memory,
+    envvar="POLICYD_MAX_MEMORY",
+    show_envvar=True,
+    help="Bytes of memory per Lua runtime.",
+)
+@click.option(
+    "--overflow-workers",
+    type=int,
+    default=ServeConfig.overflow_workers,
+    envvar="POLICYD_OVERFLOW_WORKERS",
+    show_envvar=True,
+    help="Worker threads, each with its own Lua runtime, for long evaluations.",
 )
 @click.option(
     "--log-level",
@@ -75,10 +117,20 @@ def main() -> None:
     envvar="POLICYD_LOG_LEVEL",
     show_envvar=True,
 )
-def serve(log_level: str, **options: object) -> None:
+def serve(
+    log_level: str,
+    eval_timeout: float,
+    eval_instructions: int,
+    eval_slice: int,
+    max_memory: int,
+    **options: object,
+) -> None:
     """Serve the policy over gRPC; reload it on change, SIGHUP or the Reload RPC."""
     logs.configure(log_level)
-    config = ServeConfig(**options)  # type: ignore[arg-type]
+    limits = Limits(
+        seconds=eval_timeout, instructions=eval_instructions, slice=eval_slice, memory=max_memory
+    )
+    config = ServeConfig(limits=limits, **options)  # type: ignore[arg-type]
     policy = config.policy
     try:
         asyncio.run(Server(config).serve())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from policyd.runtime import Limits
 
 
 @dataclass(frozen=True)
@@ -17,5 +19,9 @@ class ServeConfig:
     watch: str = "events"
     # Seconds between checks of the files (for when file events are not delivered).
     poll_interval: float = 1.0
-    # Largest request accepted (a data-phase request carries the message), in bytes.
-    max_request_size: int = 64 * 1024 * 1024
+    # Largest message a data-phase request may carry, in bytes.
+    max_message_size: int = 32 * 1024 * 1024
+    # What one evaluation may use.
+    limits: Limits = field(default_factory=Limits)
+    # Worker threads (each with its own Lua runtime) for evaluations that outgrow the inline slice.
+    overflow_workers: int = 2

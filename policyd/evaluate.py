@@ -7,14 +7,18 @@ earlier in the session arrives in request.conn_meta.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 
-from lupa import lua54
-
 from policy.v1 import policy_pb2 as pb
-from policyd.runtime import LuaPolicy
+from policyd.bridge import Bridge, BridgeError
+from policyd.overflow import Overflow, OverflowLane
+from policyd.runtime import LuaPolicy, Outcome, Pending
+from policyd.source import Snapshot
 
 log = logging.getLogger("policyd.evaluate")
 
@@ -52,12 +56,21 @@ class RequestError(ValueError):
     """A request the daemon cannot make sense of."""
 
 
-def check_request(request: pb.EvaluateRequest) -> None:
+def check_request(request: pb.EvaluateRequest, max_message_size: int) -> None:
     expected = EVENT_ARGS.get(request.event)
     if expected is None:
         raise RequestError(f"unknown event {request.event!r}; expected one of {sorted(EVENT_ARGS)}")
     if request.WhichOneof("args") != expected:
         raise RequestError(f"event {request.event} needs args.{expected}")
+    if expected == "ehlo" and not request.ehlo.domain:
+        raise RequestError("args.ehlo.domain is empty")
+    if expected == "rcpt_to" and not request.rcpt_to.recipient:
+        raise RequestError("args.rcpt_to.recipient is empty")
+    if expected == "message" and len(request.message.data) > max_message_size:
+        raise RequestError(
+            f"args.message.data is {len(request.message.data)} bytes, "
+            f"more than this daemon's limit of {max_message_size}"
+        )
 
 
 def host_port(ip: str, port: int) -> str:
@@ -113,15 +126,76 @@ def event_args(request: pb.EvaluateRequest) -> dict[str, Any]:
     return {}
 
 
-class Evaluator:
-    """Evaluates requests against one loaded policy revision."""
+class InlineLane:
+    """Runs an evaluation's steps right here, on the event loop's thread."""
 
     def __init__(self, policy: LuaPolicy) -> None:
         self.policy = policy
-        self.handled = frozenset(policy.handled_events)
 
-    def evaluate(self, request: pb.EvaluateRequest) -> pb.Verdict:
-        check_request(request)
+    async def run(self, fn: Callable[[LuaPolicy], Any]) -> Any:
+        return fn(self.policy)
+
+
+async def drive(
+    lane: InlineLane | OverflowLane,
+    bridge: Bridge,
+    event: str,
+    inputs: tuple[dict[str, Any], dict[str, str] | None, dict[str, Any]],
+    seconds: float,
+    slice: int | None,
+) -> Outcome:
+    """Runs one evaluation to its end, awaiting the host calls it makes."""
+    deadline = time.monotonic() + seconds
+    step = await lane.run(lambda p: p.start(event, *inputs, seconds, slice))
+    while isinstance(step, Pending):
+        pending = step
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                values = await bridge.call(pending.name, pending.args)
+            ok = True
+        except TimeoutError:
+            return Outcome(
+                "error",
+                error=f"{pending.where}: evaluation exceeded its time limit of {seconds:g} s "
+                f"waiting for kumo.{pending.name}",
+                exceeded="time",
+            )
+        except BridgeError as e:
+            ok, values = False, (str(e),)
+        step = await lane.run(lambda p, pending=pending: p.resume(pending, ok, values))
+    return step
+
+
+class Evaluator:
+    """Evaluates requests against one loaded policy revision.
+
+    Inline first, under the slice; an evaluation that outgrows it (and has
+    done nothing that cannot be done twice) runs again from the start on an
+    overflow runtime, within what is left of its time.
+    """
+
+    def __init__(
+        self,
+        policy: LuaPolicy,
+        bridge: Bridge,
+        overflow: Overflow | None = None,
+        snapshot: Snapshot | None = None,
+        max_message_size: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.policy = policy
+        self.max_message_size = max_message_size
+        self.limits = policy.limits
+        self.bridge = bridge
+        self.handled = frozenset(policy.handled_events)
+        self._inline = InlineLane(policy)
+        self._overflow = overflow
+        self._snapshot = snapshot or Snapshot(policy.source, policy.files)  # type: ignore[arg-type]
+
+    async def evaluate(
+        self, request: pb.EvaluateRequest, seconds: float | None = None
+    ) -> pb.Verdict:
+        """The verdict for one request; `seconds` caps the evaluation's time (the caller's deadline)."""
+        check_request(request, self.max_message_size)
         policy = self.policy
         verdict = pb.Verdict(
             request_id=request.request_id,
@@ -131,45 +205,50 @@ class Evaluator:
         )
         if request.event not in self.handled:
             return verdict
-        table = policy.table
-        raw = table(dict(request.conn_meta)) if request.conn_meta else None
-        try:
-            result = policy.call(
-                request.event,
-                table(predefined_meta(request)),
-                raw,
-                table(event_args(request), recursive=True),
-            )
-        except lua54.LuaError as e:  # raised outside the handler's xpcall (e.g. memory)
-            result = ("error", 0, "", "", str(e) or type(e).__name__, None, None, None, False, None)
-        action, code, text, mode, error, meta, headers, extensions, auth, msg_meta = result
-        verdict.action = _ACTIONS[action]
-        if action == "error":
-            verdict.error = error.splitlines()[0]
+        inputs = (predefined_meta(request), dict(request.conn_meta) or None, event_args(request))
+        limit = (
+            self.limits.seconds if seconds is None else max(0.0, min(self.limits.seconds, seconds))
+        )
+        began = time.monotonic()
+        slice = self.limits.slice if self._overflow is not None else None
+        outcome = await drive(self._inline, self.bridge, request.event, inputs, limit, slice)
+        if outcome.exceeded == policy.slice_marker and self._overflow is not None:
+            lane = self._overflow.lane(policy.revision, self._snapshot, self.limits)
+            left = limit - (time.monotonic() - began)
+            outcome = await drive(lane, self.bridge, request.event, inputs, left, None)
+        return self._verdict(request, verdict, outcome)
+
+    def _verdict(
+        self, request: pb.EvaluateRequest, verdict: pb.Verdict, outcome: Outcome
+    ) -> pb.Verdict:
+        verdict.action = _ACTIONS[outcome.action]
+        if outcome.action == "error":
+            verdict.error = outcome.error.splitlines()[0]
             log.warning(
                 "policy error",
                 extra={
                     "event": request.event,
                     "session_id": request.session.id,
                     "decision_id": verdict.decision_id,
-                    "revision": policy.revision,
-                    "error": error,
+                    "revision": verdict.revision,
+                    "limit": outcome.exceeded,
+                    "error": outcome.error,
                 },
             )
             return verdict
-        verdict.code = code
-        verdict.text = text
-        verdict.mode = _MODES[mode]
-        verdict.auth_granted = auth
-        if meta is not None:
-            verdict.meta_set.update(meta)
-        if msg_meta is not None:
-            verdict.msg_meta_set.update(msg_meta)
-        if headers is not None:
+        verdict.code = outcome.code
+        verdict.text = outcome.text
+        verdict.mode = _MODES[outcome.mode]
+        verdict.auth_granted = outcome.auth
+        if outcome.meta:
+            verdict.meta_set.update(outcome.meta)
+        if outcome.msg_meta:
+            verdict.msg_meta_set.update(outcome.msg_meta)
+        if outcome.headers:
             verdict.header_changes.extend(
                 pb.HeaderChange(op=_HEADER_OPS[op], name=name, value=value)
-                for op, name, value in (tuple(h.values()) for h in headers.values())
+                for op, name, value in outcome.headers
             )
-        if extensions is not None:
-            verdict.ehlo_extensions.items.extend(extensions.values())
+        if outcome.extensions is not None:
+            verdict.ehlo_extensions.items.extend(outcome.extensions)
         return verdict

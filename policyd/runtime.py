@@ -1,8 +1,12 @@
 """One policy revision loaded into one sandboxed Lua 5.4 state.
 
-The Lua side (lua/sandbox.lua, lua/kumo.lua) does the work; this module makes
-the state, gives it the few host functions it needs, loads the policy files
-and records what they were, so the revision id covers every file loaded.
+The Lua side (lua/limits.lua, lua/sandbox.lua, lua/kumo.lua) does the work;
+this module makes the state, gives it the few host functions it needs, loads
+the policy files and records what they were, so the revision id covers every
+file loaded. An evaluation is a Lua coroutine: `start` runs it until it ends or
+waits for a host call (kumo.sleep, ...), `resume` continues it. Both return
+plain Python values, so callers never touch Lua objects outside the thread
+that owns the state.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -20,8 +26,49 @@ from policyd.source import PolicyError, PolicySource, Snapshot
 log = logging.getLogger("policyd.policy")
 
 _LUA = resources.files("policyd") / "lua"
-_SANDBOX = (_LUA / "sandbox.lua").read_text()
-_KUMO = (_LUA / "kumo.lua").read_text()
+_LIMITS, _SANDBOX, _KUMO = (
+    (_LUA / f).read_text() for f in ("limits.lua", "sandbox.lua", "kumo.lua")
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one evaluation (or one policy load) may use."""
+
+    seconds: float = 0.2  # wall clock, host calls included
+    instructions: int = 100_000_000  # Lua VM instructions
+    slice: int = 200_000  # instructions an inline evaluation may run before it moves to overflow
+    memory: int = 128 * 1024 * 1024  # bytes per Lua state
+    load_seconds: float = 5.0  # the policy's top level, modules included
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A finished evaluation."""
+
+    action: str  # continue, reject, disconnect, error
+    code: int = 0
+    text: str = ""
+    mode: str = ""
+    error: str = ""
+    meta: dict[str, str] | None = None
+    headers: list[tuple[str, str, str]] | None = None
+    extensions: list[str] | None = None
+    auth: bool = False
+    msg_meta: dict[str, str] | None = None
+    exceeded: str | None = None  # the limit it hit, if any
+
+
+@dataclass(slots=True)
+class Pending:
+    """An evaluation waiting for a host call."""
+
+    co: Any
+    ctx: Any
+    event: str
+    name: str
+    where: str
+    args: tuple[Any, ...]
 
 
 def _deny_attributes(obj: Any, name: str, is_setting: bool) -> str:
@@ -38,21 +85,29 @@ def revision_id(files: dict[str, bytes]) -> str:
     return digest.hexdigest()[:12]
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _python(value: Any) -> Any:
+    """A Lua value as plain Python (tables become lists or dicts)."""
+    if lua54.lua_type(value) != "table":
+        return value
+    items = {k: _python(v) for k, v in value.items()}
+    if list(items) == list(range(1, len(items) + 1)):
+        return list(items.values())
+    return items
 
 
 class LuaPolicy:
     """A loaded, ready-to-evaluate policy revision.
 
-    Loading runs the policy's top level (and the modules it requires) once;
-    a syntax error, a runtime error at load or a second handler for an event
-    raises PolicyError naming file and line. `files` records every file read,
-    so Snapshot(source, policy.files) loads the very same revision again.
+    Loading runs the policy's top level (and the modules it requires) once,
+    under the load limits; a syntax error, a runtime error at load or a second
+    handler for an event raises PolicyError naming file and line. `files`
+    records every file read, so Snapshot(source, policy.files) loads the very
+    same revision again.
     """
 
-    def __init__(self, source: PolicySource | Snapshot) -> None:
+    def __init__(self, source: PolicySource | Snapshot, limits: Limits = Limits()) -> None:
         self.source = source
+        self.limits = limits
         self.files: dict[str, bytes] = {}
         # Warnings raised while loading (e.g. unsupported events), for the caller to report.
         self.warnings: list[str] = []
@@ -61,23 +116,28 @@ class LuaPolicy:
             register_builtins=False,
             unpack_returned_tuples=True,
             attribute_filter=_deny_attributes,
+            max_memory=limits.memory,
         )
         host = self.lua.table_from(
             {
+                "now": time.monotonic,
                 "print": self._print,
-                "warn": self._warn,
+                "warn": self.warnings.append,
                 "read_module": self._read_module,
                 "json_decode": self._json_decode,
             }
         )
-        sandbox = self.lua.execute(_SANDBOX, host)
-        kumo = self.lua.execute(_KUMO, sandbox, host)
+        lua_limits = self.lua.execute(_LIMITS, host)
+        self.slice_marker: str = lua_limits.SLICE
+        sandbox = self.lua.execute(_SANDBOX, host, lua_limits)
+        evaluation = self.lua.execute(_KUMO, sandbox, lua_limits, host)
         self._load(sandbox, source.entry)
-        kumo.finish_loading()
+        evaluation.finish_loading()
         self.revision = revision_id(self.files)
-        self.handled_events: tuple[str, ...] = tuple(kumo.handled_events().values())
-        self.call = kumo.evaluate
-        self.table = self.lua.table_from
+        self.handled_events: tuple[str, ...] = tuple(evaluation.handled_events().values())
+        self._start = evaluation.start
+        self._resume = evaluation.resume
+        self._table = self.lua.table_from
 
     def _load(self, sandbox: Any, relpath: str) -> None:
         content = self.source.read(relpath)
@@ -85,10 +145,9 @@ class LuaPolicy:
         chunk, error = sandbox.compile(content, relpath)
         if chunk is None:
             raise PolicyError(error)
-        try:
-            chunk()
-        except lua54.LuaError as e:
-            raise PolicyError(_first_line(e)) from None
+        error = sandbox.run_loading(chunk, self.limits.load_seconds, self.limits.instructions)
+        if error is not None:
+            raise PolicyError(error)
 
     def _read_module(self, name: str) -> tuple[bytes | None, str]:
         try:
@@ -102,11 +161,64 @@ class LuaPolicy:
     def _json_decode(self, text: str) -> Any:
         value = json.loads(text)
         if isinstance(value, dict | list):
-            return self.table(value, recursive=True)
+            return self._table(value, recursive=True)
         return value
 
     def _print(self, text: str) -> None:
         log.info("policy print", extra={"policy": str(self.source), "text": text})
 
-    def _warn(self, text: str) -> None:
-        self.warnings.append(text)
+    # Evaluation -----------------------------------------------------------
+
+    def start(
+        self,
+        event: str,
+        fixed: dict[str, Any],
+        raw: dict[str, str] | None,
+        args: dict[str, Any],
+        seconds: float,
+        slice: int | None,
+    ) -> Outcome | Pending:
+        """Runs the handler for `event` until it ends or waits for a host call."""
+        table = self._table
+        try:
+            co, ctx, *step = self._start(
+                event,
+                table(fixed),
+                table(raw) if raw else None,
+                table(args, recursive=True),
+                seconds,
+                self.limits.instructions,
+                slice,
+            )
+        except lua54.LuaError as e:  # raised outside the coroutine, e.g. out of memory
+            return Outcome("error", error=f"{event}: {e}")
+        return self._report(co, ctx, event, step)
+
+    def resume(self, pending: Pending, ok: bool, values: tuple[Any, ...]) -> Outcome | Pending:
+        """Continues an evaluation with the outcome of its host call."""
+        try:
+            step = self._resume(pending.co, pending.ctx, pending.event, ok, *values)
+        except lua54.LuaError as e:
+            return Outcome("error", error=f"{pending.event}: {e}")
+        return self._report(pending.co, pending.ctx, pending.event, step)
+
+    def _report(self, co: Any, ctx: Any, event: str, step: Any) -> Outcome | Pending:
+        step = step if isinstance(step, list | tuple) else (step,)
+        if step[0] == "call":
+            name, where, *args = step[1:]
+            return Pending(co, ctx, event, name, where, tuple(_python(a) for a in args))
+        exceeded, action, *rest = (*step[1:], *((None,) * 10))[:11]
+        code, text, mode, error, meta, headers, extensions, auth, msg_meta = rest
+        return Outcome(
+            action=action,
+            code=code or 0,
+            text=text or "",
+            mode=mode or "",
+            error=error or "",
+            meta=dict(meta.items()) if meta is not None else None,
+            headers=[tuple(h.values()) for h in headers.values()] if headers is not None else None,
+            extensions=list(extensions.values()) if extensions is not None else None,
+            auth=bool(auth),
+            msg_meta=dict(msg_meta.items()) if msg_meta is not None else None,
+            exceeded=exceeded,
+        )

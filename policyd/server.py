@@ -1,6 +1,7 @@
 """The daemon's lifecycle: load the policy, serve gRPC, reload, stop gracefully.
 
-SIGHUP reloads the policy. SIGTERM and SIGINT stop accepting calls and give
+SIGHUP reloads the policy. SIGTERM and SIGINT report NOT_SERVING on the health
+service (so edges send new calls elsewhere), stop accepting calls and give
 in-flight ones `shutdown_grace` seconds; a second signal stops at once.
 """
 
@@ -10,17 +11,27 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
+from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
+from policyd.bridge import Bridge
 from policyd.config import ServeConfig
+from policyd.overflow import Overflow
 from policyd.service import AdminService, PolicyService
 from policyd.source import PolicySource
-from policyd.store import RevisionStore
+from policyd.store import Engine, RevisionStore
 from policyd.watch import watch
 
 log = logging.getLogger("policyd.server")
+
+POLICY_SERVICE = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def bound_address(listen: str, port: int) -> str:
@@ -31,22 +42,31 @@ def bound_address(listen: str, port: int) -> str:
 class Server:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.store = RevisionStore(PolicySource.at(config.policy))
+        self.overflow = Overflow(config.overflow_workers)
+        engine = Engine(config.limits, Bridge(), self.overflow, config.max_message_size)
+        self.store = RevisionStore(PolicySource.at(config.policy), engine)
+        self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._grpc: grpc.aio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
     async def startup(self) -> None:
         """Loads the first revision (PolicyError if it is not fit to serve), then serves."""
-        self.store.load_initial()
+        await self.store.load_initial()
+        limit = self.config.max_message_size + 1024 * 1024  # the message plus the rest of a request
         server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", self.config.max_request_size),
-                ("grpc.max_send_message_length", self.config.max_request_size),
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ]
         )
         pb_grpc.add_PolicyServiceServicer_to_server(PolicyService(self.store), server)
         pb_grpc.add_PolicyAdminServicer_to_server(AdminService(self.store), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        for service in ("", POLICY_SERVICE):
+            await self.health.set(service, SERVING)
         try:
             port = server.add_insecure_port(self.config.listen)
         except RuntimeError:
@@ -66,7 +86,7 @@ class Server:
             )
         log.info("listening", extra={"address": bound_address(self.config.listen, port)})
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -76,9 +96,11 @@ class Server:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.health.enter_graceful_shutdown()
         if self._grpc is not None:
             log.info("shutting down", extra={"grace_seconds": self.config.shutdown_grace})
             await self._grpc.stop(self.config.shutdown_grace)
+        self.overflow.close()
         log.info("stopped")
 
     async def serve(self) -> None:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
+from policyd.bridge import Bridge
 from policyd.evaluate import Evaluator
-from policyd.runtime import LuaPolicy
+from policyd.overflow import Overflow
+from policyd.runtime import Limits, LuaPolicy
 from policyd.source import PolicyError, PolicySource, Snapshot
-from policyd.testing import load_cases, run_cases
+from policyd.testing import load_cases, run_cases, test_bridge
 
 log = logging.getLogger("policyd.store")
 
@@ -50,19 +52,33 @@ class Outcome(Enum):
     FAILED = "failed"
 
 
-def prepare(source: PolicySource, trigger: str) -> tuple[Revision, list[str]]:
+@dataclass(frozen=True)
+class Engine:
+    """What every revision is served with."""
+
+    limits: Limits = field(default_factory=Limits)
+    bridge: Bridge = field(default_factory=Bridge)
+    overflow: Overflow | None = None
+    max_message_size: int = 32 * 1024 * 1024
+
+
+def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revision, list[str]]:
     """Loads and validates the policy on disk (blocking). PolicyError if it is not fit to serve."""
-    checking = LuaPolicy(source)
+    checking = LuaPolicy(source, engine.limits)
     test_files = source.test_files()
     cases = load_cases(source)
-    failures = run_cases(Evaluator(checking), cases)
+    failures = asyncio.run(run_cases(Evaluator(checking, test_bridge()), cases))
     if failures:
         more = f" (and {len(failures) - 1} more failing cases)" if len(failures) > 1 else ""
         raise PolicyError(f"policy test failed: {failures[0]}{more}")
-    serving = LuaPolicy(Snapshot(source, checking.files))
+    snapshot = Snapshot(source, checking.files)
+    serving = LuaPolicy(snapshot, engine.limits)
+    evaluator = Evaluator(
+        serving, engine.bridge, engine.overflow, snapshot, max_message_size=engine.max_message_size
+    )
     revision = Revision(
         id=serving.revision,
-        evaluator=Evaluator(serving),
+        evaluator=evaluator,
         files=tuple(sorted(serving.files)),
         handlers=serving.handled_events,
         test_files=tuple(test_files),
@@ -74,17 +90,18 @@ def prepare(source: PolicySource, trigger: str) -> tuple[Revision, list[str]]:
 
 
 class RevisionStore:
-    def __init__(self, source: PolicySource) -> None:
+    def __init__(self, source: PolicySource, engine: Engine | None = None) -> None:
         self.source = source
+        self.engine = engine or Engine()
         self.active: Revision | None = None
         self.last_failure: ReloadFailure | None = None
         self.activations = 0
         self.failures = 0
         self._lock = asyncio.Lock()
 
-    def load_initial(self) -> Revision:
+    async def load_initial(self) -> Revision:
         """The first revision, at startup: PolicyError means the daemon must not start."""
-        revision, warnings = prepare(self.source, "startup")
+        revision, warnings = await asyncio.to_thread(prepare, self.source, "startup", self.engine)
         self._activate(revision, warnings)
         return revision
 
@@ -92,7 +109,9 @@ class RevisionStore:
         """Runs load-validate-activate; returns the outcome and the revision id or error."""
         async with self._lock:
             try:
-                revision, warnings = await asyncio.to_thread(prepare, self.source, trigger)
+                revision, warnings = await asyncio.to_thread(
+                    prepare, self.source, trigger, self.engine
+                )
             except PolicyError as e:
                 self.failures += 1
                 self.last_failure = ReloadFailure(time.time(), trigger, str(e))

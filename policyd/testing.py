@@ -33,6 +33,7 @@ from typing import Any
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
+from policyd.bridge import Bridge
 from policyd.evaluate import Evaluator
 from policyd.source import PolicyError, PolicySource
 
@@ -202,32 +203,34 @@ class Conversation:
         self.sender = ""
         self.recipients: list[str] = []
 
-    def ask(self, event: str, **args: Any) -> pb.Verdict:
+    async def ask(self, event: str, **args: Any) -> pb.Verdict:
         request = pb.EvaluateRequest(
             event=event, client=self.client, session=self.session, conn_meta=self.conn_meta, **args
         )
-        verdict = self.evaluator.evaluate(request)
+        verdict = await self.evaluator.evaluate(request)
         self.conn_meta.update(verdict.meta_set)
         return verdict
 
-    def step(self, step: Step) -> pb.Verdict:
+    async def step(self, step: Step) -> pb.Verdict:
         event, value = step.event, step.value
         if event == "connect":
-            return self.ask("smtp_server_connection_accepted", connect=pb.ConnectArgs())
+            return await self.ask("smtp_server_connection_accepted", connect=pb.ConnectArgs())
         if event in ("ehlo", "helo"):
-            verdict = self.ask(
+            verdict = await self.ask(
                 "smtp_server_ehlo", ehlo=pb.EhloArgs(domain=value, helo=event == "helo")
             )
             ok = verdict.action == pb.ACTION_CONTINUE
             self.session.ehlo_domain = value if ok else ""
             return verdict
         if event == "mail_from":
-            verdict = self.ask("smtp_server_mail_from", mail_from=pb.MailFromArgs(sender=value))
+            verdict = await self.ask(
+                "smtp_server_mail_from", mail_from=pb.MailFromArgs(sender=value)
+            )
             if verdict.action == pb.ACTION_CONTINUE:
                 self.sender, self.recipients = value, []
             return verdict
         if event == "rcpt_to":
-            verdict = self.ask("smtp_server_rcpt_to", rcpt_to=pb.RcptToArgs(recipient=value))
+            verdict = await self.ask("smtp_server_rcpt_to", rcpt_to=pb.RcptToArgs(recipient=value))
             if verdict.action == pb.ACTION_CONTINUE:
                 self.recipients.append(value)
             return verdict
@@ -237,7 +240,7 @@ class Conversation:
                 message_id="test-message", sender=self.sender, recipients=self.recipients,
                 data=data, msg_meta=msg_meta,
             )  # fmt: skip
-            verdict = self.ask(name, message=message)
+            verdict = await self.ask(name, message=message)
             if verdict.action != pb.ACTION_CONTINUE:
                 break
             data = apply_header_changes(data, verdict.header_changes)
@@ -266,14 +269,23 @@ def check(expect: Expectation, verdict: pb.Verdict, conn_meta: dict[str, str]) -
     return None
 
 
-def run_case(evaluator: Evaluator, case: Case) -> Failure | None:
+async def run_case(evaluator: Evaluator, case: Case) -> Failure | None:
     conversation = Conversation(evaluator, case)
     for number, step in enumerate(case.steps, 1):
-        problem = check(step.expect, conversation.step(step), conversation.conn_meta)
+        problem = check(step.expect, await conversation.step(step), conversation.conn_meta)
         if problem:
             return Failure(case, number, problem)
     return None
 
 
-def run_cases(evaluator: Evaluator, cases: list[Case]) -> list[Failure]:
-    return [f for f in (run_case(evaluator, c) for c in cases) if f is not None]
+async def run_cases(evaluator: Evaluator, cases: list[Case]) -> list[Failure]:
+    return [f for f in [await run_case(evaluator, c) for c in cases] if f is not None]
+
+
+async def _no_sleep(seconds: float) -> tuple[()]:
+    return ()
+
+
+def test_bridge() -> Bridge:
+    """Host functions for test runs: kumo.sleep returns at once."""
+    return Bridge({"sleep": _no_sleep})

@@ -6,21 +6,34 @@ SMTP-level behaviour is covered through real processes elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
+from policyd.bridge import Bridge
 from policyd.evaluate import Evaluator, predefined_meta
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
 
 
+class Engine:
+    """An evaluator driven synchronously, for tests."""
+
+    def __init__(self, policy: LuaPolicy) -> None:
+        self.policy = policy
+        self.evaluator = Evaluator(policy, Bridge())
+
+    def evaluate(self, request: pb.EvaluateRequest) -> pb.Verdict:
+        return asyncio.run(self.evaluator.evaluate(request))
+
+
 @pytest.fixture
 def load(write_policy):
-    def make(text: str) -> Evaluator:
-        return Evaluator(LuaPolicy(PolicySource.at(write_policy(text))))
+    def make(text: str) -> Engine:
+        return Engine(LuaPolicy(PolicySource.at(write_policy(text))))
 
     return make
 
@@ -230,7 +243,7 @@ def test_require_loads_modules_from_the_policy_directory(tmp_path, write_policy)
     )
     policy = LuaPolicy(PolicySource.at(path.parent))
     assert sorted(policy.files) == ["helpers/init.lua", "init.lua", "lib/codes.lua", "util.lua"]
-    assert Evaluator(policy).evaluate(mail()).code == 554
+    assert Engine(policy).evaluate(mail()).code == 554
 
 
 @pytest.mark.parametrize("name", ["../outside", "..", "/etc/passwd", "a..b", "x/../../y"])

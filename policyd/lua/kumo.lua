@@ -1,10 +1,21 @@
 -- The `kumo` module policies are written against (a subset of KumoMTA's
--- inbound API), and `evaluate`, the one entry point the host calls per event.
--- Everything a handler touches (conn_meta, addresses, the message) is plain
--- Lua, so no Python object is ever handed to policy code.
-local sandbox, host = ...
-local json_decode = host.json_decode
-local warn = host.warn
+-- inbound API), and the evaluation entry points the host calls: `start` runs
+-- an event's handler in a new coroutine, `resume` continues one that waits
+-- for a host call. Everything a handler touches (conn_meta, addresses, the
+-- message) is plain Lua, so no Python object is ever handed to policy code.
+local sandbox, limits, host = ...
+
+local json_decode, warn = host.json_decode, host.warn
+local utf8_safe = sandbox.utf8_safe
+
+-- Trusted code never uses method calls on strings: policies can change the
+-- string table that string methods resolve to.
+local format, sub, find, match, gsub, lower, byte =
+  string.format, string.sub, string.find, string.match, string.gsub, string.lower, string.byte
+local concat, insert, sort = table.concat, table.insert, table.sort
+local utf8_len, math_type, tointeger, huge = utf8.len, math.type, math.tointeger, math.huge
+local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
+local getinfo, traceback = debug.getinfo, debug.traceback
 
 local kumo = {}
 local handlers = {}   -- event -> function
@@ -24,12 +35,10 @@ local IMPLEMENTED = {
 
 local MODES = { ForceDisconnect = true, FollowWith421 = true, If421 = true }
 
-local utf8_safe = sandbox.utf8_safe
-
 local function location(level)
-  local info = debug.getinfo(level + 1, 'Sl')
+  local info = getinfo(level + 1, 'Sl')
   if not info then return '?' end
-  local src = info.source:sub(1, 1) == '@' and info.source:sub(2) or info.short_src
+  local src = byte(info.source, 1) == 64 and sub(info.source, 2) or info.short_src
   return src .. ':' .. tostring(info.currentline)
 end
 
@@ -43,19 +52,19 @@ function kumo.on(event, fn)
     error('bad argument #1 to kumo.on (event name expected)', 2)
   end
   if type(fn) ~= 'function' then
-    error(("bad argument #2 to kumo.on for '%s' (function expected)"):format(event), 2)
+    error(format("bad argument #2 to kumo.on for '%s' (function expected)", event), 2)
   end
-  local single = event:sub(1, 12) == 'smtp_server_'
+  local single = sub(event, 1, 12) == 'smtp_server_'
   if single and origin[event] then
-    error(("kumo.on: '%s' already has a handler, registered at %s"):format(event, origin[event]), 2)
+    error(format("kumo.on: '%s' already has a handler, registered at %s", event, origin[event]), 2)
   end
   if single then origin[event] = location(2) end
   if IMPLEMENTED[event] then
     handlers[event] = fn
   elseif not warned[event] then
     warned[event] = true
-    warn(("%s: event '%s' is not supported by this service; its handler is ignored")
-      :format(location(2), event))
+    warn(format("%s: event '%s' is not supported by this service; its handler is ignored",
+      location(2), event))
   end
 end
 
@@ -65,16 +74,16 @@ local Rejection = { __metatable = false }
 local REJECTION = {}  -- private key: only kumo.reject/disconnect can make one
 
 local function raise(action, code, text, mode)
-  local n = math.tointeger(tonumber(code))
+  local n = tointeger(tonumber(code))
   if n == nil or n < 400 or n > 599 then
-    error(('kumo.%s: code must be an integer from 400 to 599, got %s'):format(action, tostring(code)), 3)
+    error(format('kumo.%s: code must be an integer from 400 to 599, got %s', action, tostring(code)), 3)
   end
   if text == nil then
     text = ''
   elseif type(text) == 'number' then
     text = tostring(text)
   elseif type(text) ~= 'string' then
-    error(('kumo.%s: message must be a string, got %s'):format(action, type(text)), 3)
+    error(format('kumo.%s: message must be a string, got %s', action, type(text)), 3)
   end
   error(setmetatable({ [REJECTION] = true, action = action, code = n, text = text, mode = mode },
                      Rejection), 0)
@@ -88,10 +97,19 @@ function kumo.disconnect(code, message, mode)
   if mode == nil then
     mode = 'ForceDisconnect'
   elseif not MODES[mode] then
-    error(("kumo.disconnect: mode must be 'ForceDisconnect', 'FollowWith421' or 'If421', got %s")
-      :format(type(mode) == 'string' and ("'" .. mode .. "'") or tostring(mode)), 2)
+    error(format("kumo.disconnect: mode must be 'ForceDisconnect', 'FollowWith421' or 'If421', got %s",
+      type(mode) == 'string' and ("'" .. mode .. "'") or tostring(mode)), 2)
   end
   raise('disconnect', code, message, mode)
+end
+
+-- Asynchronous host calls -----------------------------------------------------
+
+function kumo.sleep(seconds)
+  if type(seconds) ~= 'number' or seconds < 0 or seconds ~= seconds then
+    error('bad argument #1 to kumo.sleep (non-negative number expected)', 2)
+  end
+  limits.call_host('sleep', false, seconds)
 end
 
 -- JSON encoding of metadata values (checked when set, so an error points at
@@ -100,11 +118,13 @@ end
 local ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
                   ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
 
+local function escape(c)
+  return ESCAPES[c] or format('\\u%04x', byte(c))
+end
+
 local function quote(s)
-  if not utf8.len(s) then error('metadata strings must be valid UTF-8', 0) end
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return ESCAPES[c] or ('\\u%04x'):format(c:byte())
-  end) .. '"'
+  if not utf8_len(s) then error('metadata strings must be valid UTF-8', 0) end
+  return '"' .. gsub(s, '[%c"\\]', escape) .. '"'
 end
 
 local function encode(value, depth)
@@ -116,13 +136,13 @@ local function encode(value, depth)
   elseif t == 'string' then
     return quote(value)
   elseif t == 'number' then
-    if math.type(value) == 'integer' then return ('%d'):format(value) end
-    if value ~= value or value == math.huge or value == -math.huge then
+    if math_type(value) == 'integer' then return format('%d', value) end
+    if value ~= value or value == huge or value == -huge then
       error('metadata numbers must be finite', 0)
     end
-    local s = ('%.14g'):format(value)
-    if tonumber(s) ~= value then s = ('%.17g'):format(value) end
-    if not s:find('[%.eEn]') then s = s .. '.0' end
+    local s = format('%.14g', value)
+    if tonumber(s) ~= value then s = format('%.17g', value) end
+    if not find(s, '[%.eEn]') then s = s .. '.0' end
     return s
   elseif t == 'table' then
     if depth > 32 then error('metadata value is nested too deeply (or cyclic)', 0) end
@@ -131,7 +151,7 @@ local function encode(value, depth)
     local parts = {}
     if count == n and n > 0 then
       for i = 1, n do parts[i] = encode(value[i], depth + 1) end
-      return '[' .. table.concat(parts, ',') .. ']'
+      return '[' .. concat(parts, ',') .. ']'
     end
     for k, v in pairs(value) do
       if type(k) ~= 'string' then
@@ -139,18 +159,18 @@ local function encode(value, depth)
       end
       parts[#parts + 1] = quote(k) .. ':' .. encode(v, depth + 1)
     end
-    table.sort(parts)
-    return '{' .. table.concat(parts, ',') .. '}'
+    sort(parts)
+    return '{' .. concat(parts, ',') .. '}'
   end
-  error(('cannot store a %s value in metadata'):format(t), 0)
+  error(format('cannot store a %s value in metadata', t), 0)
 end
 
 local function encode_meta(kind, name, value)
   if type(name) ~= 'string' then
-    error(('bad argument #1 to %s:set_meta (string expected)'):format(kind), 3)
+    error(format('bad argument #1 to %s:set_meta (string expected)', kind), 3)
   end
   local ok, text = pcall(encode, value, 0)
-  if not ok then error(('%s:set_meta(%q): %s'):format(kind, name, text), 3) end
+  if not ok then error(format('%s:set_meta(%q): %s', kind, name, text), 3) end
   return text
 end
 
@@ -202,7 +222,7 @@ Address.__index = Address
 Address.__tostring = function(a) return a.email end
 
 local function address(text)
-  local user, domain = text:match('^(.*)@([^@]*)$')
+  local user, domain = match(text, '^(.*)@([^@]*)$')
   if not user then user, domain = text, '' end
   return setmetatable({ user = user, domain = domain, email = text }, Address)
 end
@@ -215,41 +235,38 @@ Message.__index = Message
 local HEADER_NAME = '^[!-9;-~]+$'
 
 -- Splits the header section into fields (each with its line endings and
--- continuation lines) and the rest (the blank line and the body).
+-- continuation lines) and the rest (the blank line and the body). The edge
+-- applies header changes by the same rules (proto/policy/v1/headers.py).
 local function split_headers(data)
   local fields, pos, len = {}, 1, #data
   while pos <= len do
-    local eol = data:find('\n', pos, true) or len
-    local line = data:sub(pos, eol)
+    local eol = find(data, '\n', pos, true) or len
+    local line = sub(data, pos, eol)
     if line == '\r\n' or line == '\n' then break end
-    local first = line:sub(1, 1)
-    if (first == ' ' or first == '\t') and #fields > 0 then
+    local first = byte(line, 1)
+    if (first == 32 or first == 9) and #fields > 0 then
       fields[#fields].raw = fields[#fields].raw .. line
     else
-      fields[#fields + 1] = { name = line:match('^([^:]*):'), raw = line }
+      fields[#fields + 1] = { name = match(line, '^([^:]*):'), raw = line }
     end
     pos = eol + 1
   end
-  return fields, data:sub(pos)
+  return fields, sub(data, pos)
 end
 
 local function field_value(field)
-  local value = field.raw:match('^[^:]*:(.*)$')
-  value = value:gsub('\r?\n([ \t])', '%1'):gsub('\r?\n$', '')
-  return (value:gsub('^[ \t]+', ''))
+  local value = match(field.raw, '^[^:]*:(.*)$')
+  value = gsub(gsub(value, '\r?\n([ \t])', '%1'), '\r?\n$', '')
+  return (gsub(value, '^[ \t]+', ''))
 end
 
 local function same_name(a, b)
-  return a ~= nil and a:lower() == b:lower()
+  return a ~= nil and lower(a) == lower(b)
 end
 
 local function new_message(args, conn)
-  local msg = setmetatable({
-    args = args,
-    meta = new_meta('msg', nil, args.msg_meta, conn),
-    changes = {},
-  }, Message)
-  return msg
+  return setmetatable({ args = args, meta = new_meta('msg', nil, args.msg_meta, conn),
+                        changes = {} }, Message)
 end
 
 function Message:fields()
@@ -282,7 +299,7 @@ function Message:get_data()
   local parts = {}
   for i, f in ipairs(self._fields) do parts[i] = f.raw end
   parts[#parts + 1] = self._rest
-  return table.concat(parts)
+  return concat(parts)
 end
 
 function Message:get_first_named_header_value(name)
@@ -309,25 +326,25 @@ function Message:get_all_headers()
 end
 
 local function check_header(method, name, value)
-  if type(name) ~= 'string' or not name:match(HEADER_NAME) then
-    error(('msg:%s: invalid header name %s'):format(method, tostring(name)), 3)
+  if type(name) ~= 'string' or not match(name, HEADER_NAME) then
+    error(format('msg:%s: invalid header name %s', method, tostring(name)), 3)
   end
   if value ~= nil then
     if type(value) ~= 'string' then
-      error(('msg:%s(%q): value must be a string'):format(method, name), 3)
+      error(format('msg:%s(%q): value must be a string', method, name), 3)
     end
-    if not utf8.len(value) then
-      error(('msg:%s(%q): value must be valid UTF-8'):format(method, name), 3)
+    if not utf8_len(value) then
+      error(format('msg:%s(%q): value must be valid UTF-8', method, name), 3)
     end
-    if value:find('[\r\n]') then
-      error(('msg:%s(%q): value must not contain CR or LF'):format(method, name), 3)
+    if find(value, '[\r\n]') then
+      error(format('msg:%s(%q): value must not contain CR or LF', method, name), 3)
     end
   end
 end
 
 function Message:prepend_header(name, value)
   check_header('prepend_header', name, value)
-  table.insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
+  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
   self.changes[#self.changes + 1] = { 'prepend', name, value }
 end
 
@@ -353,28 +370,27 @@ end
 local function on_error(err)
   if type(err) == 'table' and rawget(err, REJECTION) then return err end
   if type(err) ~= 'string' then
-    err = ('(error object is a %s value)'):format(type(err))
+    err = format('(error object is a %s value)', type(err))
   end
-  return debug.traceback(err, 2)
+  return traceback(err, 2)
 end
 
 -- An EHLO handler may return an array of strings to replace the extensions.
 local function extension_list(value)
   if type(value) ~= 'table' then return nil end
   for i = 1, #value do
-    if type(value[i]) ~= 'string' or not utf8.len(value[i]) then
-      return nil, ('smtp_server_ehlo handler returned an extension that is not a UTF-8 string: %s')
-        :format(tostring(value[i]))
+    if type(value[i]) ~= 'string' or not utf8_len(value[i]) then
+      return nil, format('smtp_server_ehlo handler returned an extension that is not a UTF-8 string: %s',
+        tostring(value[i]))
     end
   end
   return value
 end
 
--- Runs the handler for `event`. `fixed` holds the predefined conn_meta keys,
--- `raw` the keys set earlier in the session (JSON texts), `args` the event's
--- arguments. Returns: action, code, text, mode, error, conn_meta changes,
--- header changes, EHLO extensions, auth answer, message meta changes.
-local function evaluate(event, fixed, raw, args)
+-- The body of an evaluation's coroutine. Returns: action, code, text, mode,
+-- error, conn_meta changes, header changes, EHLO extensions, auth answer,
+-- message meta changes.
+local function run(event, fixed, raw, args)
   local handler = handlers[event]
   local conn = new_meta('conn_meta', fixed, raw)
   local msg, ok, result
@@ -401,33 +417,67 @@ local function evaluate(event, fixed, raw, args)
   if ok then
     local extensions, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
-    if err then return 'error', 0, '', '', utf8_safe(err), nil, nil, nil, false, nil end
+    if err then return 'error', 0, '', '', err end
     return 'continue', 0, '', '', '', conn.changed, headers, extensions, result == true, msg_meta
   end
   if type(result) == 'table' then
-    return result.action, result.code, utf8_safe(result.text), result.mode, '', conn.changed,
-           headers, nil, false, msg_meta
+    return result.action, result.code, result.text, result.mode, '', conn.changed, headers,
+           nil, false, msg_meta
   end
-  return 'error', 0, '', '', utf8_safe(result), nil, nil, nil, false, nil
+  return 'error', 0, '', '', tostring(result)
 end
 
-local function handled_events()
+-- Reports where an evaluation stands after (re)starting its coroutine:
+--   'call', name, args...          it waits for a host call
+--   'done', exceeded, results...   it ended; `exceeded` names a limit it hit
+local function report(co, ctx, event, ok, first, ...)
+  if ok and co_status(co) == 'suspended' then
+    if first == limits.BRIDGE then return 'call', ... end
+    ok, first = false, 'coroutine.yield called outside a coroutine'
+  end
+  local failure = ctx.exceeded and limits.failure(ctx)
+  if failure or not ok then
+    local message = failure or tostring(first)
+    if not find(message, '^[^\n]-:%d+:') then  -- no location: name the handler's
+      message = (origin[event] or '?') .. ': ' .. event .. ' handler: ' .. message
+    end
+    return 'done', ctx.exceeded, 'error', 0, '', '', utf8_safe(message)
+  end
+  if first == 'error' then
+    return 'done', nil, 'error', 0, '', '', utf8_safe((select(4, ...)))
+  end
+  local code, text, mode, err, meta, headers, extensions, auth, msg_meta = ...
+  return 'done', nil, first, code, utf8_safe(text), mode, err, meta, headers, extensions, auth,
+         msg_meta
+end
+
+local evaluation = {}
+
+-- Starts an evaluation of `event` with its handler in a new coroutine, under
+-- `seconds` of wall clock and `budget` instructions (`slice` when inline).
+function evaluation.start(event, fixed, raw, args, seconds, budget, slice)
+  local ctx = limits.context(seconds, budget, slice)
+  local co = limits.attach(co_create(run), ctx)
+  return co, ctx, report(co, ctx, event, co_resume(co, event, fixed, raw, args))
+end
+
+-- Continues an evaluation with the outcome of its host call.
+function evaluation.resume(co, ctx, event, ok, ...)
+  return report(co, ctx, event, co_resume(co, ok, ...))
+end
+
+function evaluation.handled_events()
   local out = {}
   for event in pairs(handlers) do out[#out + 1] = event end
-  table.sort(out)
+  sort(out)
   return out
 end
 
-local function finish_loading()
+function evaluation.finish_loading()
   loading = false
   sandbox.finish_loading()
 end
 
 sandbox.provide('kumo', kumo)
 
-return {
-  evaluate = evaluate,
-  handled_events = handled_events,
-  finish_loading = finish_loading,
-  origin = origin,
-}
+return evaluation

@@ -1,15 +1,22 @@
 -- The global environment policies run in, built once per Lua state before any
 -- policy code runs. This file sees the full standard library; a policy sees
 -- only what is copied into `env` below: no io, no os beyond time and clock,
--- no debug, no bytecode, no Python, and `require` only inside the policy
--- directory.
-local host = ...
+-- no debug, no bytecode, no __gc, no Python, and `require` only inside the
+-- policy directory. Coroutines a policy creates stay under the limits of the
+-- evaluation that created them (limits.lua).
+local host, limits = ...
+
+local raw_load, raw_setmetatable, rawget, type, error = load, setmetatable, rawget, type, error
+local concat, select, tostring, pack, unpack = table.concat, select, tostring, table.pack, table.unpack
+local utf8_len, sub = utf8.len, string.sub
+local co_create, co_resume, co_yield, co_status, co_running =
+  coroutine.create, coroutine.resume, coroutine.yield, coroutine.status, coroutine.running
 
 local env = {}
 for _, name in ipairs {
   'assert', 'error', 'getmetatable', 'ipairs', 'next', 'pairs', 'pcall',
-  'rawequal', 'rawget', 'rawlen', 'rawset', 'select', 'setmetatable',
-  'tonumber', 'tostring', 'type', 'xpcall', '_VERSION',
+  'rawequal', 'rawget', 'rawlen', 'rawset', 'select', 'tonumber', 'tostring',
+  'type', 'xpcall', '_VERSION',
 } do
   env[name] = _G[name]
 end
@@ -26,7 +33,6 @@ env.string = copy(string, { dump = true })
 env.table = copy(table)
 env.math = copy(math)
 env.utf8 = copy(utf8)
-env.coroutine = copy(coroutine)
 env.os = { time = os.time, clock = os.clock }
 env._G = env
 
@@ -36,18 +42,60 @@ local string_mt = getmetatable('')
 string_mt.__index = env.string
 string_mt.__metatable = false
 
-local concat, select, tostring = table.concat, select, tostring
+-- Finalizers run with hooks off, where no limit could stop them.
+function env.setmetatable(t, mt)
+  if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then
+    error('setmetatable: __gc metamethods are not allowed in policies', 2)
+  end
+  return raw_setmetatable(t, mt)
+end
+
+-- Coroutines: a new one is charged to the evaluation that made it, and a host
+-- call made inside it is passed up to the evaluation's own coroutine and its
+-- answer passed back down.
+local BRIDGE = limits.BRIDGE
+
+local function create(f)
+  local co = co_create(f)
+  local ctx = limits.context_of(co_running())
+  if ctx ~= nil then limits.attach(co, ctx) end
+  return co
+end
+
+local function forward(co, ok, first, ...)
+  if ok and first == BRIDGE and co_status(co) == 'suspended' then
+    return forward(co, co_resume(co, co_yield(first, ...)))
+  end
+  return ok, first, ...
+end
+
+local function resume(co, ...)
+  return forward(co, co_resume(co, ...))
+end
+
+local function unwrap(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+env.coroutine = copy(coroutine)
+env.coroutine.create = create
+env.coroutine.resume = resume
+function env.coroutine.wrap(f)
+  local co = create(f)
+  return function(...) return unwrap(resume(co, ...)) end
+end
 
 -- Strings crossing to the host must be UTF-8: invalid bytes become U+FFFD.
 local function utf8_safe(s)
   local parts, pos = {}, 1
   while true do
-    local ok, bad = utf8.len(s, pos)
+    local ok, bad = utf8_len(s, pos)
     if ok then
-      parts[#parts + 1] = s:sub(pos)
-      return table.concat(parts)
+      parts[#parts + 1] = sub(s, pos)
+      return concat(parts)
     end
-    parts[#parts + 1] = s:sub(pos, bad - 1) .. '\u{FFFD}'
+    parts[#parts + 1] = sub(s, pos, bad - 1) .. '\u{FFFD}'
     pos = bad + 1
   end
 end
@@ -59,7 +107,6 @@ function env.print(...)
 end
 
 -- Text chunks only, compiled into the sandbox unless given another table.
-local raw_load = load
 function env.load(chunk, name, _, chunk_env)
   if type(chunk) ~= 'string' and type(chunk) ~= 'function' then
     error('bad argument #1 to load (string or function expected)', 2)
@@ -86,7 +133,7 @@ function env.require(name)
   local cached = loaded[name]
   if cached ~= nil then return cached end
   if loading_done then
-    error(("require '%s': modules can only be loaded while the policy loads"):format(name), 2)
+    error("require '" .. name .. "': modules can only be loaded while the policy loads", 2)
   end
   local source, chunkname = host.read_module(name)
   if source == nil then error(chunkname, 2) end
@@ -98,18 +145,26 @@ function env.require(name)
   return result
 end
 
-local sandbox = {}
+local sandbox = { env = env, compile = compile, utf8_safe = utf8_safe }
 
 function sandbox.provide(name, module)
   loaded[name] = module
   env[name] = module
 end
 
+-- Runs a policy file's top level under load limits. Returns nil, or the error.
+function sandbox.run_loading(chunk, seconds, budget)
+  local ctx = limits.context(seconds, budget, nil, true)
+  local co = limits.attach(co_create(chunk), ctx)
+  local result = pack(co_resume(co))
+  if ctx.exceeded then return limits.failure(ctx) end
+  if not result[1] then return tostring(result[2]) end
+  if co_status(co) ~= 'dead' then return 'the policy yielded while loading' end
+  return nil
+end
+
 function sandbox.finish_loading()
   loading_done = true
 end
 
-sandbox.env = env
-sandbox.utf8_safe = utf8_safe
-sandbox.compile = compile
 return sandbox

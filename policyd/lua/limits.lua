@@ -1,0 +1,107 @@
+-- Limits on policy code, and the bridge to the host's asynchronous calls.
+--
+-- Every evaluation (and the policy's load) runs in a coroutine with a
+-- context: an instruction budget, a wall-clock deadline and, for evaluations
+-- run inline on the daemon's event loop, a smaller slice after which the
+-- evaluation is abandoned and run again on an overflow runtime. A count hook
+-- charges the context every STEP instructions. Coroutines the policy creates
+-- inherit the context (see sandbox.lua), so a loop inside pcall or inside a
+-- coroutine is charged all the same. Once a limit is hit the hook raises at
+-- every instruction, so no pcall can keep the evaluation alive, and the
+-- evaluation fails whatever the handler does afterwards.
+local host = ...
+
+local now = host.now
+local sethook, getinfo = debug.sethook, debug.getinfo
+local running, yield = coroutine.running, coroutine.yield
+local error, setmetatable = error, setmetatable
+-- Trusted code never uses method calls on strings: policies can change the
+-- string table that string methods resolve to.
+local format, byte, sub = string.format, string.byte, string.sub
+
+local STEP = 10000
+
+-- The marker a context's `exceeded` holds when only the inline slice ran out.
+local SLICE = 'inline slice exhausted'
+
+local contexts = setmetatable({}, { __mode = 'k' })  -- thread -> context
+
+local function where(level)
+  local info = getinfo(level + 1, 'Sl')
+  if info == nil or info.currentline == nil or info.currentline < 0 then return '?' end
+  local src = info.source
+  if byte(src, 1) == 64 then src = sub(src, 2) end  -- '@'
+  return src .. ':' .. info.currentline
+end
+
+local hook
+
+local function exceed(ctx, message)
+  ctx.exceeded = message
+  if message ~= SLICE then ctx.message = where(3) .. ': ' .. message end
+end
+
+hook = function()
+  local co = running()
+  local ctx = contexts[co]
+  if ctx == nil then return end
+  if ctx.exceeded == nil then
+    local used = ctx.used + STEP
+    ctx.used = used
+    if used > ctx.budget then
+      exceed(ctx, format('evaluation exceeded its limit of %d instructions', ctx.budget))
+    elseif ctx.slice ~= nil and used > ctx.slice and not ctx.dirty then
+      exceed(ctx, SLICE)
+    elseif now() > ctx.deadline then
+      exceed(ctx, format('evaluation exceeded its time limit of %g s', ctx.seconds))
+    else
+      return
+    end
+  end
+  sethook(co, hook, '', 1)
+  error(ctx.message or ctx.exceeded, 0)
+end
+
+local limits = { SLICE = SLICE, STEP = STEP }
+
+-- A new context: `seconds` of wall clock from now, `budget` instructions,
+-- and for inline evaluations a `slice` of instructions.
+function limits.context(seconds, budget, slice, loading)
+  return { used = 0, seconds = seconds, deadline = now() + seconds, budget = budget,
+           slice = slice, dirty = false, loading = loading }
+end
+
+function limits.attach(co, ctx)
+  contexts[co] = ctx
+  sethook(co, hook, '', STEP)
+  return co
+end
+
+function limits.context_of(co)
+  return contexts[co]
+end
+
+-- The error message of a context that hit a limit, with the policy location.
+function limits.failure(ctx)
+  return ctx.message or ctx.exceeded
+end
+
+-- Calls an asynchronous host function from a handler: the evaluation's
+-- coroutine yields to the host, which resumes it with (ok, results...).
+-- Calls with side effects make the evaluation "dirty": it can no longer be
+-- abandoned and re-run elsewhere, so it runs to its full budget where it is.
+local BRIDGE = {}
+limits.BRIDGE = BRIDGE
+
+function limits.call_host(name, side_effects, ...)
+  local ctx = contexts[running()]
+  if ctx == nil or ctx.loading then
+    error(name .. ' can only be used inside a handler', 3)
+  end
+  if side_effects then ctx.dirty = true end
+  local ok, a, b, c, d = yield(BRIDGE, name, where(3), ...)
+  if not ok then error(a, 3) end
+  return a, b, c, d
+end
+
+return limits
