@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from policy.v1 import policy_pb2 as pb
@@ -136,6 +137,10 @@ class InlineLane:
         return fn(self.policy)
 
 
+def _resume(policy: LuaPolicy, pending: Pending, ok: bool, values: tuple[Any, ...]) -> Any:
+    return policy.resume(pending, ok, values)
+
+
 async def drive(
     lane: InlineLane | OverflowLane,
     bridge: Bridge,
@@ -162,7 +167,7 @@ async def drive(
             )
         except BridgeError as e:
             ok, values = False, (str(e),)
-        step = await lane.run(lambda p, pending=pending: p.resume(pending, ok, values))
+        step = await lane.run(partial(_resume, pending=pending, ok=ok, values=values))
     return step
 
 
