@@ -199,7 +199,7 @@ class Evaluator:
     async def evaluate(
         self, request: pb.EvaluateRequest, seconds: float | None = None
     ) -> pb.Verdict:
-        """The verdict for one request; `seconds` caps the evaluation's time (the caller's deadline)."""
+        """The verdict for one request; `seconds` (the caller's deadline) caps its time."""
         check_request(request, self.max_message_size)
         policy = self.policy
         verdict = pb.Verdict(
