@@ -178,7 +178,11 @@ class LuaPolicy:
         seconds: float,
         slice: int | None,
     ) -> Outcome | Pending:
-        """Runs the handler for `event` until it ends or waits for a host call."""
+        """Runs the handler for `event` until it ends or waits for a host call.
+
+        `seconds` is what is left of the evaluation's time (all of it unless it
+        is being run again after outgrowing its inline slice).
+        """
         table = self._table
         try:
             co, ctx, *step = self._start(
@@ -187,6 +191,7 @@ class LuaPolicy:
                 table(raw) if raw else None,
                 table(args, recursive=True),
                 seconds,
+                self.limits.seconds,
                 self.limits.instructions,
                 slice,
             )

@@ -427,24 +427,31 @@ local function run(event, fixed, raw, args)
   return 'error', 0, '', '', tostring(result)
 end
 
+-- An error message as the host reports it: UTF-8, and located at the
+-- handler's registration when Lua gave it no location (e.g. out of memory).
+local function located(event, message)
+  if not find(message, '^[^\n]-:%d+:') then
+    message = (origin[event] or '?') .. ': ' .. event .. ' handler: ' .. message
+  end
+  return utf8_safe(message)
+end
+
 -- Reports where an evaluation stands after (re)starting its coroutine:
---   'call', name, args...          it waits for a host call
+--   'call', name, where, args...   it waits for a host call
 --   'done', exceeded, results...   it ended; `exceeded` names a limit it hit
 local function report(co, ctx, event, ok, first, ...)
   if ok and co_status(co) == 'suspended' then
     if first == limits.BRIDGE then return 'call', ... end
     ok, first = false, 'coroutine.yield called outside a coroutine'
   end
-  local failure = ctx.exceeded and limits.failure(ctx)
-  if failure or not ok then
-    local message = failure or tostring(first)
-    if not find(message, '^[^\n]-:%d+:') then  -- no location: name the handler's
-      message = (origin[event] or '?') .. ': ' .. event .. ' handler: ' .. message
-    end
-    return 'done', ctx.exceeded, 'error', 0, '', '', utf8_safe(message)
+  if ctx.exceeded then
+    return 'done', ctx.exceeded, 'error', 0, '', '', located(event, limits.failure(ctx))
+  end
+  if not ok then
+    return 'done', nil, 'error', 0, '', '', located(event, tostring(first))
   end
   if first == 'error' then
-    return 'done', nil, 'error', 0, '', '', utf8_safe((select(4, ...)))
+    return 'done', nil, 'error', 0, '', '', located(event, (select(4, ...)))
   end
   local code, text, mode, err, meta, headers, extensions, auth, msg_meta = ...
   return 'done', nil, first, code, utf8_safe(text), mode, err, meta, headers, extensions, auth,
@@ -454,9 +461,10 @@ end
 local evaluation = {}
 
 -- Starts an evaluation of `event` with its handler in a new coroutine, under
--- `seconds` of wall clock and `budget` instructions (`slice` when inline).
-function evaluation.start(event, fixed, raw, args, seconds, budget, slice)
-  local ctx = limits.context(seconds, budget, slice)
+-- `seconds` of wall clock (what is left of the evaluation's `limit`) and
+-- `budget` instructions (`slice` when inline).
+function evaluation.start(event, fixed, raw, args, seconds, limit, budget, slice)
+  local ctx = limits.context(seconds, limit, budget, slice)
   local co = limits.attach(co_create(run), ctx)
   return co, ctx, report(co, ctx, event, co_resume(co, event, fixed, raw, args))
 end

@@ -26,12 +26,18 @@ local SLICE = 'inline slice exhausted'
 
 local contexts = setmetatable({}, { __mode = 'k' })  -- thread -> context
 
+-- The policy location (file:line) nearest to stack `level`: the first frame
+-- of policy code (chunk names starting with '@'), skipping trusted frames.
 local function where(level)
-  local info = getinfo(level + 1, 'Sl')
-  if info == nil or info.currentline == nil or info.currentline < 0 then return '?' end
-  local src = info.source
-  if byte(src, 1) == 64 then src = sub(src, 2) end  -- '@'
-  return src .. ':' .. info.currentline
+  level = level + 1
+  while true do
+    local info = getinfo(level, 'Sl')
+    if info == nil then return '?' end
+    if byte(info.source, 1) == 64 and info.currentline > 0 then  -- '@'
+      return sub(info.source, 2) .. ':' .. info.currentline
+    end
+    level = level + 1
+  end
 end
 
 local hook
@@ -53,7 +59,7 @@ hook = function()
     elseif ctx.slice ~= nil and used > ctx.slice and not ctx.dirty then
       exceed(ctx, SLICE)
     elseif now() > ctx.deadline then
-      exceed(ctx, format('evaluation exceeded its time limit of %g s', ctx.seconds))
+      exceed(ctx, format('evaluation exceeded its time limit of %g s', ctx.limit))
     else
       return
     end
@@ -64,10 +70,10 @@ end
 
 local limits = { SLICE = SLICE, STEP = STEP }
 
--- A new context: `seconds` of wall clock from now, `budget` instructions,
--- and for inline evaluations a `slice` of instructions.
-function limits.context(seconds, budget, slice, loading)
-  return { used = 0, seconds = seconds, deadline = now() + seconds, budget = budget,
+-- A new context: `seconds` of wall clock from now (of a time `limit`, for the
+-- message), `budget` instructions, and for inline evaluations a `slice`.
+function limits.context(seconds, limit, budget, slice, loading)
+  return { used = 0, limit = limit, deadline = now() + seconds, budget = budget,
            slice = slice, dirty = false, loading = loading }
 end
 

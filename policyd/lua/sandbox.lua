@@ -44,6 +44,9 @@ string_mt.__metatable = false
 
 -- Finalizers run with hooks off, where no limit could stop them.
 function env.setmetatable(t, mt)
+  if type(t) ~= 'table' then
+    error("bad argument #1 to 'setmetatable' (table expected, got " .. type(t) .. ')', 2)
+  end
   if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then
     error('setmetatable: __gc metamethods are not allowed in policies', 2)
   end
@@ -154,7 +157,7 @@ end
 
 -- Runs a policy file's top level under load limits. Returns nil, or the error.
 function sandbox.run_loading(chunk, seconds, budget)
-  local ctx = limits.context(seconds, budget, nil, true)
+  local ctx = limits.context(seconds, seconds, budget, nil, true)
   local co = limits.attach(co_create(chunk), ctx)
   local result = pack(co_resume(co))
   if ctx.exceeded then return limits.failure(ctx) end
