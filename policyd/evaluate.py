@@ -161,7 +161,7 @@ async def drive(
         except TimeoutError:
             return Outcome(
                 "error",
-                error=f"{pending.where}: evaluation ran out of time waiting for kumo.{pending.name}",
+                error=f"{pending.where}: evaluation ran out of time in kumo.{pending.name}",
                 exceeded="time",
             )
         except BridgeError as e:

@@ -74,7 +74,8 @@ kumo.on('smtp_server_mail_from', function(sender, conn_meta)
     local found = reach({_G, conn_meta, sender, kumo, string, coroutine}, {}, {})
     kumo.reject(550, 'reached ' .. #found .. ' host objects')
   end
-  local chunk = assert(load(ATTEMPTS[name], name, 't', setmetatable({sender = sender, conn_meta = conn_meta}, {__index = _G})))
+  local env = setmetatable({sender = sender, conn_meta = conn_meta}, {__index = _G})
+  local chunk = assert(load(ATTEMPTS[name], name, 't', env))
   local ok, result = pcall(chunk)
   if ok then
     kumo.reject(550, 'ESCAPED: ' .. tostring(result))
