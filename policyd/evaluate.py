@@ -195,10 +195,13 @@ class Evaluator:
         self._overflow = overflow
         self._snapshot = snapshot or Snapshot(policy.source, policy.files)  # type: ignore[arg-type]
 
-    async def evaluate(
-        self, request: pb.EvaluateRequest, seconds: float | None = None
-    ) -> pb.Verdict:
-        """The verdict for one request; `seconds` (the caller's deadline) caps its time."""
+    async def evaluate(self, request: pb.EvaluateRequest) -> pb.Verdict:
+        """The verdict for one request.
+
+        The caller's deadline does not shorten the evaluation: a caller that
+        gives up cancels the call, and its own fail mode decides, not a
+        policy error made up at the deadline.
+        """
         check_request(request, self.max_message_size)
         policy = self.policy
         verdict = pb.Verdict(
@@ -210,9 +213,7 @@ class Evaluator:
         if request.event not in self.handled:
             return verdict
         inputs = (predefined_meta(request), dict(request.conn_meta) or None, event_args(request))
-        limit = (
-            self.limits.seconds if seconds is None else max(0.0, min(self.limits.seconds, seconds))
-        )
+        limit = self.limits.seconds
         began = time.monotonic()
         slice = self.limits.slice if self._overflow is not None else None
         outcome = await drive(self._inline, self.bridge, request.event, inputs, limit, slice)

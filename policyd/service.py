@@ -33,7 +33,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         revision = self.store.active
         assert revision is not None  # the daemon does not serve before its first revision
         try:
-            return await revision.evaluator.evaluate(request, context.time_remaining())
+            return await revision.evaluator.evaluate(request)
         except RequestError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise  # unreachable: abort raises

@@ -11,16 +11,32 @@ import click
 from smtpedge import logs
 from smtpedge.config import EdgeConfig, split_host_port
 from smtpedge.server import EdgeServer
+from smtpedge.stages import Stage
 
 _DEFAULTS = EdgeConfig()
+_STAGES = [s.value for s in Stage]
 
 
-def _host_port(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        split_host_port(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+def _host_port(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None):
+    for item in (value,) if isinstance(value, str) else value or ():
+        try:
+            split_host_port(item)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
     return value
+
+
+def _stage_timeouts(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
+    out = {}
+    for item in value:
+        name, _, seconds = item.partition("=")
+        try:
+            out[Stage(name)] = float(seconds)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected STAGE=SECONDS with STAGE one of {', '.join(_STAGES)}, got {item!r}"
+            ) from None
+    return out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -29,79 +45,51 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--listen",
-    default=_DEFAULTS.listen,
-    envvar="SMTPEDGE_LISTEN",
-    show_envvar=True,
-    callback=_host_port,
-    help="SMTP listen address HOST:PORT (port 0 picks a free port).",
-)
-@click.option(
-    "--policy-server",
-    default=_DEFAULTS.policy_server,
-    envvar="SMTPEDGE_POLICY_SERVER",
-    show_envvar=True,
-    help="The policy daemon's gRPC address HOST:PORT.",
-)
-@click.option(
-    "--hostname",
-    default=_DEFAULTS.hostname,
-    envvar="SMTPEDGE_HOSTNAME",
-    show_envvar=True,
-    help="Host name used in the banner and in replies.",
-)
-@click.option(
-    "--maildir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=_DEFAULTS.maildir,
-    envvar="SMTPEDGE_MAILDIR",
-    show_envvar=True,
-    help="Maildir that accepted messages are stored in.",
-)
-@click.option(
-    "--policy-timeout",
-    type=float,
-    default=_DEFAULTS.policy_timeout,
-    envvar="SMTPEDGE_POLICY_TIMEOUT",
-    show_envvar=True,
-    help="Seconds to wait for a verdict before the fail-mode reply.",
-)
-@click.option(
-    "--max-message-size",
-    type=int,
-    default=_DEFAULTS.max_message_size,
-    envvar="SMTPEDGE_MAX_MESSAGE_SIZE",
-    show_envvar=True,
-    help="Largest message accepted, in bytes.",
-)
-@click.option(
-    "--idle-timeout",
-    type=float,
-    default=_DEFAULTS.idle_timeout,
-    envvar="SMTPEDGE_IDLE_TIMEOUT",
-    show_envvar=True,
-    help="Seconds a silent client is kept before 421.",
-)
-@click.option(
-    "--shutdown-grace",
-    type=float,
-    default=_DEFAULTS.shutdown_grace,
-    envvar="SMTPEDGE_SHUTDOWN_GRACE",
-    show_envvar=True,
-    help="Seconds sessions get to finish on SIGTERM.",
-)
-@click.option(
-    "--log-level",
-    default="info",
-    envvar="SMTPEDGE_LOG_LEVEL",
-    show_envvar=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
-def serve(log_level: str, **options: object) -> None:
+@click.option("--listen", default=_DEFAULTS.listen, envvar="SMTPEDGE_LISTEN", show_envvar=True,
+              callback=_host_port, help="SMTP listen address HOST:PORT (port 0 picks a free port).")
+@click.option("--policy-server", "policy_servers", multiple=True,
+              default=_DEFAULTS.policy_servers, envvar="SMTPEDGE_POLICY_SERVER",
+              show_envvar=True, callback=_host_port,
+              help="A policy daemon HOST:PORT; repeat for several (calls are balanced and fail "
+              "over). A name resolving to several addresses reaches them all.")
+@click.option("--hostname", default=_DEFAULTS.hostname, envvar="SMTPEDGE_HOSTNAME",
+              show_envvar=True, help="Host name used in the banner and in replies.")
+@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+              default=_DEFAULTS.maildir, envvar="SMTPEDGE_MAILDIR", show_envvar=True,
+              help="Maildir that accepted messages are stored in.")
+@click.option("--policy-timeout", type=float, default=_DEFAULTS.policy_timeout,
+              envvar="SMTPEDGE_POLICY_TIMEOUT", show_envvar=True,
+              help="Seconds to wait for a verdict before the fail-mode reply.")
+@click.option("--stage-timeout", "stage_timeouts", multiple=True, callback=_stage_timeouts,
+              envvar="SMTPEDGE_STAGE_TIMEOUT", show_envvar=True, metavar="STAGE=SECONDS",
+              help=f"Deadline for one stage ({', '.join(_STAGES)}); repeatable.")
+@click.option("--fail-open", multiple=True, type=click.Choice(_STAGES),
+              envvar="SMTPEDGE_FAIL_OPEN", show_envvar=True,
+              help="Accept the command when no verdict arrives at this stage (logged and "
+              "counted); repeatable. By default every stage fails with a temporary error.")
+@click.option("--max-message-size", type=int, default=_DEFAULTS.max_message_size,
+              envvar="SMTPEDGE_MAX_MESSAGE_SIZE", show_envvar=True,
+              help="Largest message accepted, in bytes (552 5.3.4 beyond).")
+@click.option("--max-recipients", type=int, default=_DEFAULTS.max_recipients,
+              envvar="SMTPEDGE_MAX_RECIPIENTS", show_envvar=True,
+              help="Recipients per transaction (452 4.5.3 beyond).")
+@click.option("--max-connections", type=int, default=_DEFAULTS.max_connections,
+              envvar="SMTPEDGE_MAX_CONNECTIONS", show_envvar=True,
+              help="Concurrent connections (421 4.3.2 beyond).")
+@click.option("--idle-timeout", type=float, default=_DEFAULTS.idle_timeout,
+              envvar="SMTPEDGE_IDLE_TIMEOUT", show_envvar=True,
+              help="Seconds a silent client is kept before 421 4.4.2.")
+@click.option("--shutdown-grace", type=float, default=_DEFAULTS.shutdown_grace,
+              envvar="SMTPEDGE_SHUTDOWN_GRACE", show_envvar=True,
+              help="Seconds sessions get to finish on SIGTERM.")
+@click.option("--metrics", default=None, envvar="SMTPEDGE_METRICS", show_envvar=True,
+              callback=_host_port, help="Serve Prometheus metrics on HOST:PORT.")
+@click.option("--log-level", default="info", envvar="SMTPEDGE_LOG_LEVEL", show_envvar=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(log_level: str, fail_open: tuple[str, ...], **options: object) -> None:
     """Serve SMTP, asking the policy daemon at every stage."""
     logs.configure(log_level)
-    config = EdgeConfig(**options)  # type: ignore[arg-type]
+    config = EdgeConfig(fail_open=frozenset(Stage(s) for s in fail_open), **options)  # type: ignore[arg-type]
     try:
         asyncio.run(EdgeServer(config).serve())
     except OSError as e:

@@ -6,21 +6,36 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smtpedge.stages import Stage
+
 
 @dataclass(frozen=True)
 class EdgeConfig:
     listen: str = "127.0.0.1:2525"
-    policy_server: str = "127.0.0.1:50051"
+    # Policy daemon endpoints (HOST:PORT); calls are balanced and fail over between them.
+    policy_servers: tuple[str, ...] = ("127.0.0.1:50051",)
     hostname: str = field(default_factory=socket.gethostname)
     maildir: Path = Path("mail")
-    # Seconds the edge waits for a verdict.
+    # Seconds the edge waits for a verdict, and per-stage exceptions.
     policy_timeout: float = 0.5
+    stage_timeouts: dict[Stage, float] = field(default_factory=dict)
+    # Stages that accept the command when no verdict arrives (logged and counted).
+    fail_open: frozenset[Stage] = frozenset()
     # Largest message accepted, in bytes (advertised as SIZE).
     max_message_size: int = 10 * 1024 * 1024
+    # Recipients per transaction.
+    max_recipients: int = 100
+    # Concurrent SMTP connections.
+    max_connections: int = 5000
     # Seconds a client may stay silent before it is disconnected.
     idle_timeout: float = 300.0
     # Seconds sessions get to finish on SIGTERM/SIGINT.
     shutdown_grace: float = 30.0
+    # HOST:PORT for the Prometheus metrics endpoint, if any.
+    metrics: str | None = None
+
+    def timeout(self, stage: Stage) -> float:
+        return self.stage_timeouts.get(stage, self.policy_timeout)
 
 
 def split_host_port(address: str) -> tuple[str, int]:

@@ -16,10 +16,13 @@ from aiosmtpd.smtp import SMTP, Envelope
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
+from smtpedge import metrics
+from smtpedge.config import EdgeConfig
 from smtpedge.maildir import Maildir
 from smtpedge.policy_client import PolicyClient
-from smtpedge.replies import Reply, Stage, render
+from smtpedge.replies import Reply, render
 from smtpedge.session import EdgeSession, new_id
+from smtpedge.stages import EVENT_STAGE
 
 log = logging.getLogger("smtpedge.session")
 
@@ -35,16 +38,24 @@ def ehlo_lines(hostname: str, extensions: list[str]) -> list[str]:
 
 
 class PolicyHandler:
-    def __init__(self, policy: PolicyClient, client: pb.Client, maildir: Maildir) -> None:
+    def __init__(
+        self, policy: PolicyClient, client: pb.Client, maildir: Maildir, config: EdgeConfig
+    ) -> None:
         self.policy = policy
         self.client = client
         self.hostname = client.hostname
         self.maildir = maildir
+        self.config = config
 
     async def ask(
-        self, session: EdgeSession, event: str, stage: Stage = Stage.COMMAND, **args: Any
+        self, session: EdgeSession, event: str, **args: Any
     ) -> tuple[pb.Verdict | None, Reply | None]:
-        """One policy call: the verdict (None if none came) and the reply it calls for."""
+        """One policy call: the verdict and the reply it calls for (None: proceed).
+
+        No verdict gets the fail-mode reply, unless the stage fails open: then
+        the command proceeds as if the policy had let it, logged and counted.
+        """
+        stage = EVENT_STAGE[event]
         request = pb.EvaluateRequest(
             event=event,
             client=self.client,
@@ -52,8 +63,17 @@ class PolicyHandler:
             conn_meta=session.conn_meta,
             **args,
         )
-        verdict = await self.policy.evaluate(request)
-        if verdict is not None:
+        verdict = await self.policy.evaluate(request, self.config.timeout(stage))
+        if verdict is None:
+            if stage in self.config.fail_open:
+                metrics.POLICY_FAIL_OPEN.labels(stage.value).inc()
+                log.warning(
+                    "no verdict: failing open",
+                    extra={"session_id": session.id, "event": event, "stage": stage.value},
+                )
+                return pb.Verdict(action=pb.ACTION_CONTINUE), None
+            metrics.POLICY_UNAVAILABLE.labels(stage.value).inc()
+        else:
             session.conn_meta.update(verdict.meta_set)
         reply = render(verdict, self.hostname, stage)
         if reply is not None:
@@ -73,7 +93,7 @@ class PolicyHandler:
     async def handle_connect(self, server: SMTP, session: EdgeSession) -> Reply | None:
         """Before the banner: a reply here replaces the banner and ends the session."""
         _, reply = await self.ask(
-            session, "smtp_server_connection_accepted", Stage.CONNECT, connect=pb.ConnectArgs()
+            session, "smtp_server_connection_accepted", connect=pb.ConnectArgs()
         )
         return reply
 
@@ -140,6 +160,8 @@ class PolicyHandler:
         address: str,
         options: list[str],
     ) -> str | Reply:
+        if len(envelope.rcpt_tos) >= self.config.max_recipients:
+            return "452 4.5.3 Error: too many recipients"
         _, reply = await self.ask(
             session,
             "smtp_server_rcpt_to",

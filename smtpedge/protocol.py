@@ -14,20 +14,39 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
+from smtpedge import metrics
 from smtpedge.handler import PolicyHandler
 from smtpedge.replies import Reply
 from smtpedge.session import EdgeSession
 
 log = logging.getLogger("smtpedge.session")
 
+# aiosmtpd's own replies that the edge words with enhanced status codes.
+CANNED = {
+    "552 Error: Too much mail data": "552 5.3.4 Error: message too big",
+    "552 Error: message size exceeds fixed maximum message size": (
+        "552 5.3.4 Error: message size exceeds fixed maximum message size"
+    ),
+}
+_CONTROL = bytes(range(32)).replace(b"\t", b"")
+
 
 class EdgeSMTP(SMTP):
     event_handler: PolicyHandler
     session: EdgeSession
 
-    def __init__(self, handler: PolicyHandler, *, sessions: set[EdgeSMTP], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: PolicyHandler,
+        *,
+        sessions: set[EdgeSMTP],
+        max_connections: int,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, enable_SMTPUTF8=True, **kwargs)
         self._sessions = sessions
+        self._max_connections = max_connections
+        self._refused = False  # over the connection limit: never became a session
         self._closing = False  # a reply closed the session: read nothing more
         self._idle = False  # waiting for the client's next command
         self._draining = False  # the server is stopping
@@ -38,12 +57,20 @@ class EdgeSMTP(SMTP):
         return EdgeSession(self.loop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None and len(self._sessions) >= self._max_connections:
+            self._refused = True
+            metrics.CONNECTIONS_REFUSED.labels("max_connections").inc()
+            transport.write(f"421 4.3.2 {self.hostname} too many connections\r\n".encode())  # type: ignore[attr-defined]
+            transport.close()
+            return
         super().connection_made(transport)
         self.session.bind(transport)
         self._sessions.add(self)
         log.debug("session opened", extra=self._log_fields())
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
         self._sessions.discard(self)
         log.debug("session closed", extra=self._log_fields())
         super().connection_lost(error)
@@ -80,8 +107,9 @@ class EdgeSMTP(SMTP):
         if isinstance(status, Reply):
             self._writer.write(status.encode())
         else:
-            data = status.encode() if isinstance(status, str) else status
-            self._writer.write(data + b"\r\n")
+            if isinstance(status, str):
+                status = CANNED.get(status, status).encode()
+            self._writer.write(status + b"\r\n")
         await self._writer.drain()
         if isinstance(status, Reply) and status.close:
             self._close()
@@ -128,6 +156,9 @@ class EdgeSMTP(SMTP):
 
     async def _dispatch(self, line: bytes) -> None:
         line = line.rstrip(b"\r\n")
+        if line.translate(None, _CONTROL) != line:
+            await self.push("500 5.5.2 Syntax error: control characters in command")
+            return
         command_bytes, _, arg_bytes = line.partition(b" ")
         try:
             command = command_bytes.decode("ascii").upper()

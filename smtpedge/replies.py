@@ -9,18 +9,11 @@ ForceDisconnect  reply, close    reply, close
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 from policy.v1 import policy_pb2 as pb
+from smtpedge.stages import Stage
 
 GENERIC_TEXT = "rejected by policy"
-
-
-class Stage(Enum):
-    """Where in the session a verdict applies: it decides the fail-mode reply."""
-
-    CONNECT = "connect"
-    COMMAND = "command"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
+
+from prometheus_client import start_http_server
 
 from policy.v1 import policy_pb2 as pb
 from smtpedge.config import EdgeConfig, split_host_port
@@ -20,6 +23,15 @@ from smtpedge.policy_client import PolicyClient
 from smtpedge.protocol import EdgeSMTP
 
 log = logging.getLogger("smtpedge.server")
+
+
+def _raise_file_limit(connections: int) -> None:
+    """Each connection is a file descriptor: lift the soft limit as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
 class EdgeServer:
@@ -33,17 +45,19 @@ class EdgeServer:
     async def startup(self) -> None:
         config = self.config
         host, port = split_host_port(config.listen)
-        self._policy = PolicyClient(config.policy_server, config.policy_timeout)
+        _raise_file_limit(config.max_connections)
+        self._policy = PolicyClient(list(config.policy_servers))
         client = pb.Client(
             edge_id=config.hostname, hostname=config.hostname, listener=config.listen
         )
-        handler = PolicyHandler(self._policy, client, Maildir(config.maildir))
+        handler = PolicyHandler(self._policy, client, Maildir(config.maildir), config)
         loop = asyncio.get_running_loop()
 
         def factory() -> EdgeSMTP:
             return EdgeSMTP(
                 handler,
                 sessions=self.sessions,
+                max_connections=config.max_connections,
                 hostname=config.hostname,
                 ident="ESMTP smtpedge",
                 data_size_limit=config.max_message_size,
@@ -51,14 +65,17 @@ class EdgeServer:
                 loop=loop,
             )
 
-        self._server = await loop.create_server(factory, host, port)
+        self._server = await loop.create_server(factory, host, port, backlog=1024)
         bound = self._server.sockets[0].getsockname()
+        if config.metrics:
+            metrics_host, metrics_port = split_host_port(config.metrics)
+            start_http_server(metrics_port, metrics_host)
         log.info(
             "listening",
             extra={
                 "address": f"{host}:{bound[1]}",
                 "hostname": config.hostname,
-                "policy_server": config.policy_server,
+                "policy_servers": list(config.policy_servers),
                 "maildir": str(config.maildir),
             },
         )

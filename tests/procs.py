@@ -74,21 +74,11 @@ class Proc:
         return rc
 
 
-def start_daemon(policy: Path, workdir: Path, *extra: str) -> tuple[Proc, str]:
-    proc = Proc(
-        [
-            sys.executable,
-            "-m",
-            "policyd",
-            "serve",
-            "--policy",
-            str(policy),
-            "--listen",
-            "127.0.0.1:0",
-            *extra,
-        ],
-        workdir / "policyd.log",
-    )
+def start_daemon(
+    policy: Path, workdir: Path, *extra: str, listen: str = "127.0.0.1:0", log: str = "policyd.log"
+) -> tuple[Proc, str]:
+    args = ["--policy", str(policy), "--listen", listen, *extra]
+    proc = Proc([sys.executable, "-m", "policyd", "serve", *args], workdir / log)
     return proc, proc.wait_listening()
 
 

@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from policy.v1 import policy_pb2 as pb
-from smtpedge.replies import Reply, Stage, policy_unavailable, render, reply_lines
+from smtpedge.replies import Reply, policy_unavailable, render, reply_lines
+from smtpedge.stages import Stage
 
 H = "mx.test"
 MODES = [
@@ -42,7 +43,7 @@ def test_mode_table(action, mode, code, stage) -> None:
 
 
 def test_continue_is_no_reply() -> None:
-    assert render(pb.Verdict(action=pb.ACTION_CONTINUE), H, Stage.COMMAND) is None
+    assert render(pb.Verdict(action=pb.ACTION_CONTINUE), H, Stage.MAIL) is None
 
 
 def test_error_is_technical_difficulties() -> None:
@@ -64,7 +65,7 @@ def test_error_is_technical_difficulties() -> None:
     ids=["none", "unspecified", "unknown-action", "code-250", "code-600", "code-0"],
 )
 def test_no_usable_verdict_is_never_continue(bad) -> None:
-    assert render(bad, H, Stage.COMMAND) == Reply(
+    assert render(bad, H, Stage.MAIL) == Reply(
         ("451 4.3.0 mx.test policy service unavailable, try again later",)
     )
     assert render(bad, H, Stage.CONNECT) == Reply(
