@@ -45,47 +45,122 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--listen", default=_DEFAULTS.listen, envvar="SMTPEDGE_LISTEN", show_envvar=True,
-              callback=_host_port, help="SMTP listen address HOST:PORT (port 0 picks a free port).")
-@click.option("--policy-server", "policy_servers", multiple=True,
-              default=_DEFAULTS.policy_servers, envvar="SMTPEDGE_POLICY_SERVER",
-              show_envvar=True, callback=_host_port,
-              help="A policy daemon HOST:PORT; repeat for several (calls are balanced and fail "
-              "over). A name resolving to several addresses reaches them all.")
-@click.option("--hostname", default=_DEFAULTS.hostname, envvar="SMTPEDGE_HOSTNAME",
-              show_envvar=True, help="Host name used in the banner and in replies.")
-@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path),
-              default=_DEFAULTS.maildir, envvar="SMTPEDGE_MAILDIR", show_envvar=True,
-              help="Maildir that accepted messages are stored in.")
-@click.option("--policy-timeout", type=float, default=_DEFAULTS.policy_timeout,
-              envvar="SMTPEDGE_POLICY_TIMEOUT", show_envvar=True,
-              help="Seconds to wait for a verdict before the fail-mode reply.")
-@click.option("--stage-timeout", "stage_timeouts", multiple=True, callback=_stage_timeouts,
-              envvar="SMTPEDGE_STAGE_TIMEOUT", show_envvar=True, metavar="STAGE=SECONDS",
-              help=f"Deadline for one stage ({', '.join(_STAGES)}); repeatable.")
-@click.option("--fail-open", multiple=True, type=click.Choice(_STAGES),
-              envvar="SMTPEDGE_FAIL_OPEN", show_envvar=True,
-              help="Accept the command when no verdict arrives at this stage (logged and "
-              "counted); repeatable. By default every stage fails with a temporary error.")
-@click.option("--max-message-size", type=int, default=_DEFAULTS.max_message_size,
-              envvar="SMTPEDGE_MAX_MESSAGE_SIZE", show_envvar=True,
-              help="Largest message accepted, in bytes (552 5.3.4 beyond).")
-@click.option("--max-recipients", type=int, default=_DEFAULTS.max_recipients,
-              envvar="SMTPEDGE_MAX_RECIPIENTS", show_envvar=True,
-              help="Recipients per transaction (452 4.5.3 beyond).")
-@click.option("--max-connections", type=int, default=_DEFAULTS.max_connections,
-              envvar="SMTPEDGE_MAX_CONNECTIONS", show_envvar=True,
-              help="Concurrent connections (421 4.3.2 beyond).")
-@click.option("--idle-timeout", type=float, default=_DEFAULTS.idle_timeout,
-              envvar="SMTPEDGE_IDLE_TIMEOUT", show_envvar=True,
-              help="Seconds a silent client is kept before 421 4.4.2.")
-@click.option("--shutdown-grace", type=float, default=_DEFAULTS.shutdown_grace,
-              envvar="SMTPEDGE_SHUTDOWN_GRACE", show_envvar=True,
-              help="Seconds sessions get to finish on SIGTERM.")
-@click.option("--metrics", default=None, envvar="SMTPEDGE_METRICS", show_envvar=True,
-              callback=_host_port, help="Serve Prometheus metrics on HOST:PORT.")
-@click.option("--log-level", default="info", envvar="SMTPEDGE_LOG_LEVEL", show_envvar=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--listen",
+    default=_DEFAULTS.listen,
+    envvar="SMTPEDGE_LISTEN",
+    show_envvar=True,
+    callback=_host_port,
+    help="SMTP listen address HOST:PORT (port 0 picks a free port).",
+)
+@click.option(
+    "--policy-server",
+    "policy_servers",
+    multiple=True,
+    default=_DEFAULTS.policy_servers,
+    envvar="SMTPEDGE_POLICY_SERVER",
+    show_envvar=True,
+    callback=_host_port,
+    help="A policy daemon HOST:PORT; repeat for several (calls are balanced and fail "
+    "over). A name resolving to several addresses reaches them all.",
+)
+@click.option(
+    "--hostname",
+    default=_DEFAULTS.hostname,
+    envvar="SMTPEDGE_HOSTNAME",
+    show_envvar=True,
+    help="Host name used in the banner and in replies.",
+)
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=_DEFAULTS.maildir,
+    envvar="SMTPEDGE_MAILDIR",
+    show_envvar=True,
+    help="Maildir that accepted messages are stored in.",
+)
+@click.option(
+    "--policy-timeout",
+    type=float,
+    default=_DEFAULTS.policy_timeout,
+    envvar="SMTPEDGE_POLICY_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to wait for a verdict before the fail-mode reply.",
+)
+@click.option(
+    "--stage-timeout",
+    "stage_timeouts",
+    multiple=True,
+    callback=_stage_timeouts,
+    envvar="SMTPEDGE_STAGE_TIMEOUT",
+    show_envvar=True,
+    metavar="STAGE=SECONDS",
+    help=f"Deadline for one stage ({', '.join(_STAGES)}); repeatable.",
+)
+@click.option(
+    "--fail-open",
+    multiple=True,
+    type=click.Choice(_STAGES),
+    envvar="SMTPEDGE_FAIL_OPEN",
+    show_envvar=True,
+    help="Accept the command when no verdict arrives at this stage (logged and "
+    "counted); repeatable. By default every stage fails with a temporary error.",
+)
+@click.option(
+    "--max-message-size",
+    type=int,
+    default=_DEFAULTS.max_message_size,
+    envvar="SMTPEDGE_MAX_MESSAGE_SIZE",
+    show_envvar=True,
+    help="Largest message accepted, in bytes (552 5.3.4 beyond).",
+)
+@click.option(
+    "--max-recipients",
+    type=int,
+    default=_DEFAULTS.max_recipients,
+    envvar="SMTPEDGE_MAX_RECIPIENTS",
+    show_envvar=True,
+    help="Recipients per transaction (452 4.5.3 beyond).",
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    default=_DEFAULTS.max_connections,
+    envvar="SMTPEDGE_MAX_CONNECTIONS",
+    show_envvar=True,
+    help="Concurrent connections (421 4.3.2 beyond).",
+)
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=_DEFAULTS.idle_timeout,
+    envvar="SMTPEDGE_IDLE_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a silent client is kept before 421 4.4.2.",
+)
+@click.option(
+    "--shutdown-grace",
+    type=float,
+    default=_DEFAULTS.shutdown_grace,
+    envvar="SMTPEDGE_SHUTDOWN_GRACE",
+    show_envvar=True,
+    help="Seconds sessions get to finish on SIGTERM.",
+)
+@click.option(
+    "--metrics",
+    default=None,
+    envvar="SMTPEDGE_METRICS",
+    show_envvar=True,
+    callback=_host_port,
+    help="Serve Prometheus metrics on HOST:PORT.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    envvar="SMTPEDGE_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def serve(log_level: str, fail_open: tuple[str, ...], **options: object) -> None:
     """Serve SMTP, asking the policy daemon at every stage."""
     logs.configure(log_level)

@@ -279,12 +279,32 @@ def test_the_daemon_answers_invalid_requests_with_invalid_argument(stack_factory
     from policy.v1 import policy_pb2 as pb
     from policy.v1 import policy_pb2_grpc as pb_grpc
 
-    stack = stack_factory("kumo.on('smtp_server_mail_from', function() end)")
+    stack = stack_factory(
+        "kumo.on('smtp_server_mail_from', function() end)",
+        daemon_args=("--max-message-size", "1000"),
+    )
+    big = pb.MessageArgs(sender="a@b", recipients=["c@d"], data=b"x" * 1001)
     with grpc.insecure_channel(stack.daemon_address) as channel:
         stub = pb_grpc.PolicyServiceStub(channel)
         for request, message in [
-            (pb.EvaluateRequest(event="smtp_server_nope"), "unknown event"),
+            (pb.EvaluateRequest(event="smtp_server_nope"), "unknown event 'smtp_server_nope'"),
             (pb.EvaluateRequest(event="smtp_server_mail_from"), "needs args.mail_from"),
+            (
+                pb.EvaluateRequest(event="smtp_server_data", mail_from=pb.MailFromArgs()),
+                "event smtp_server_data needs args.message",
+            ),
+            (
+                pb.EvaluateRequest(event="smtp_server_ehlo", ehlo=pb.EhloArgs()),
+                "args.ehlo.domain is empty",
+            ),
+            (
+                pb.EvaluateRequest(event="smtp_server_rcpt_to", rcpt_to=pb.RcptToArgs()),
+                "args.rcpt_to.recipient is empty",
+            ),
+            (
+                pb.EvaluateRequest(event="smtp_server_data", message=big),
+                "args.message.data is 1001 bytes, more than this daemon's limit of 1000",
+            ),
         ]:
             with pytest.raises(grpc.RpcError) as err:
                 stub.Evaluate(request, timeout=5)

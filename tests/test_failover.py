@@ -248,3 +248,18 @@ def test_a_verdict_that_comes_too_late_is_never_a_continue(stack_factory, fail_o
     logged = [e for e in stack.edge.log_lines() if e.get("msg") == "no verdict: failing open"]
     assert len(logged) == (1 if fail_open else 0)
     assert len(stack.stored()) == (1 if fail_open else 0)
+
+
+def test_a_policy_server_given_by_name(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.lua"
+    policy.write_text(POLICY)
+    daemon, address = start_daemon(policy, tmp_path)
+    port = address.rsplit(":", 1)[1]
+    edge, smtp_port = start_edge(f"localhost:{port}", tmp_path)
+    try:
+        probes: list[Session] = []
+        wait_until_served(smtp_port, 5.0, probes)
+        check_sessions(probes, tmp_path / "mail")
+    finally:
+        edge.stop()
+        daemon.stop()
