@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import click
 from policyd import logs
 from policyd.config import ServeConfig
 from policyd.runtime import Limits
-from policyd.server import Server
+from policyd.server import Server, run
 from policyd.source import PolicyError
 
 
@@ -111,6 +110,14 @@ def main() -> None:
     help="Worker threads, each with its own Lua runtime, for long evaluations.",
 )
 @click.option(
+    "--loop",
+    type=click.Choice(["uvloop", "asyncio"]),
+    default="uvloop",
+    envvar="POLICYD_LOOP",
+    show_envvar=True,
+    help="Event loop implementation.",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -118,6 +125,7 @@ def main() -> None:
     show_envvar=True,
 )
 def serve(
+    loop: str,
     log_level: str,
     eval_timeout: float,
     eval_instructions: int,
@@ -133,7 +141,7 @@ def serve(
     config = ServeConfig(limits=limits, **options)  # type: ignore[arg-type]
     policy = config.policy
     try:
-        asyncio.run(Server(config).serve())
+        run(Server(config).serve(), loop)
     except PolicyError as e:
         click.echo(f"policyd: cannot load policy {policy}: {e}", err=True)
         sys.exit(2)

@@ -118,3 +118,13 @@ class Server:
         if self._stop.is_set():
             raise SystemExit(1)  # second signal: stop now
         self._stop.set()
+
+
+def run(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Runs the server on the chosen event loop implementation."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
 from policyd.evaluate import RequestError
-from policyd.store import Outcome, RevisionStore
+from policyd.store import Outcome, Revision, RevisionStore
 
 _OUTCOMES = {
     Outcome.ACTIVATED: pb.ReloadResponse.OUTCOME_ACTIVATED,
@@ -23,20 +26,84 @@ def _timestamp(seconds: float) -> Timestamp:
     return ts
 
 
+def policy_info(revision: Revision) -> pb.PolicyInfo:
+    return pb.PolicyInfo(revision=revision.id, handled_events=revision.handlers)
+
+
+_END = object()
+Outgoing = pb.Verdict | pb.PolicyInfo | pb.RequestError
+
+
 class PolicyService(pb_grpc.PolicyServiceServicer):
     def __init__(self, store: RevisionStore) -> None:
         self.store = store
 
+    def _revision(self) -> Revision:
+        revision = self.store.active
+        assert revision is not None  # the daemon does not serve before its first revision
+        return revision
+
     async def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> pb.Verdict:
-        revision = self.store.active
-        assert revision is not None  # the daemon does not serve before its first revision
         try:
-            return await revision.evaluator.evaluate(request)
+            return await self._revision().evaluator.evaluate(request)
         except RequestError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise  # unreachable: abort raises
+
+    async def Stream(
+        self, requests: AsyncIterator[pb.RequestBatch], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ReplyBatch]:
+        """Evaluates each request as it comes; sends what is ready, in batches."""
+        out: asyncio.Queue[Outgoing | object] = asyncio.Queue()
+        evaluations: set[asyncio.Task] = set()
+
+        async def answer(request: pb.EvaluateRequest) -> None:
+            try:
+                out.put_nowait(await self._revision().evaluator.evaluate(request))
+            except RequestError as e:
+                out.put_nowait(pb.RequestError(request_id=request.request_id, message=str(e)))
+
+        async def read() -> None:
+            async for batch in requests:
+                for request in batch.requests:
+                    task = asyncio.create_task(answer(request))
+                    evaluations.add(task)
+                    task.add_done_callback(evaluations.discard)
+            while evaluations:  # the caller is done sending: finish what it sent
+                await asyncio.wait(set(evaluations))
+            out.put_nowait(_END)
+
+        def activated(revision: Revision) -> None:
+            out.put_nowait(policy_info(revision))
+
+        self.store.listeners.add(activated)
+        reader = asyncio.create_task(read())
+        try:
+            yield pb.ReplyBatch(policy=policy_info(self._revision()))
+            while True:
+                items = [await out.get()]
+                await asyncio.sleep(0)  # let evaluations that are ready finish: bigger batches
+                while not out.empty():
+                    items.append(out.get_nowait())
+                reply = pb.ReplyBatch()
+                for item in items:
+                    if isinstance(item, pb.Verdict):
+                        reply.verdicts.append(item)
+                    elif isinstance(item, pb.PolicyInfo):
+                        reply.policy.CopyFrom(item)
+                    elif isinstance(item, pb.RequestError):
+                        reply.errors.append(item)
+                if reply.verdicts or reply.errors or reply.HasField("policy"):
+                    yield reply
+                if items[-1] is _END:
+                    return
+        finally:
+            self.store.listeners.discard(activated)
+            reader.cancel()
+            for task in list(evaluations):
+                task.cancel()
 
 
 class AdminService(pb_grpc.PolicyAdminServicer):

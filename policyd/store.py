@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -97,6 +98,8 @@ class RevisionStore:
         self.last_failure: ReloadFailure | None = None
         self.activations = 0
         self.failures = 0
+        # Called with each newly active revision (e.g. streams telling edges).
+        self.listeners: set[Callable[[Revision], None]] = set()
         self._lock = asyncio.Lock()
 
     async def load_initial(self) -> Revision:
@@ -134,6 +137,8 @@ class RevisionStore:
         previous = self.active
         self.active = revision
         self.activations += 1
+        for listener in list(self.listeners):
+            listener(revision)
         for warning in warnings:
             log.warning(warning, extra={"revision": revision.id})
         if not revision.handlers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import click
 
 from smtpedge import logs
 from smtpedge.config import EdgeConfig, split_host_port
-from smtpedge.server import EdgeServer
+from smtpedge.server import EdgeServer, run
 from smtpedge.stages import Stage
 
 _DEFAULTS = EdgeConfig()
@@ -155,18 +154,26 @@ def main() -> None:
     help="Serve Prometheus metrics on HOST:PORT.",
 )
 @click.option(
+    "--loop",
+    type=click.Choice(["uvloop", "asyncio"]),
+    default="uvloop",
+    envvar="SMTPEDGE_LOOP",
+    show_envvar=True,
+    help="Event loop implementation.",
+)
+@click.option(
     "--log-level",
     default="info",
     envvar="SMTPEDGE_LOG_LEVEL",
     show_envvar=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def serve(log_level: str, fail_open: tuple[str, ...], **options: object) -> None:
+def serve(loop: str, log_level: str, fail_open: tuple[str, ...], **options: object) -> None:
     """Serve SMTP, asking the policy daemon at every stage."""
     logs.configure(log_level)
     config = EdgeConfig(fail_open=frozenset(Stage(s) for s in fail_open), **options)  # type: ignore[arg-type]
     try:
-        asyncio.run(EdgeServer(config).serve())
+        run(EdgeServer(config).serve(), loop)
     except OSError as e:
         click.echo(f"smtpedge: {e}", err=True)
         sys.exit(1)

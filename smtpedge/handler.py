@@ -29,6 +29,9 @@ log = logging.getLogger("smtpedge.session")
 # Advertised in addition to what aiosmtpd lists (it reads pipelined commands in order).
 EXTRA_EXTENSIONS = ("PIPELINING",)
 
+# What an event the policy has no handler for gets, without asking.
+NOT_HANDLED = pb.Verdict(action=pb.ACTION_CONTINUE)
+
 
 def ehlo_lines(hostname: str, extensions: list[str]) -> list[str]:
     if not extensions:
@@ -46,6 +49,10 @@ class PolicyHandler:
         self.hostname = client.hostname
         self.maildir = maildir
         self.config = config
+        # aiosmtpd's hook table ("EHLO" -> handle_EHLO, ...), worked out once.
+        self.hooks = {
+            name[7:]: getattr(self, name) for name in dir(self) if name.startswith("handle_")
+        }
 
     async def ask(
         self, session: EdgeSession, event: str, **args: Any
@@ -55,6 +62,8 @@ class PolicyHandler:
         No verdict gets the fail-mode reply, unless the stage fails open: then
         the command proceeds as if the policy had let it, logged and counted.
         """
+        if not self.policy.handles(event):
+            return NOT_HANDLED, None
         stage = EVENT_STAGE[event]
         request = pb.EvaluateRequest(
             event=event,

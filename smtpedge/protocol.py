@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import ssl
+from functools import cache
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail
 
 from smtpedge import metrics
 from smtpedge.handler import PolicyHandler
@@ -30,6 +33,19 @@ CANNED = {
 }
 _CONTROL = bytes(range(32)).replace(b"\t", b"")
 
+# <local@domain>, dot-atoms in ASCII, then parameters: the address as aiosmtpd's
+# parser would return it. Anything else (quoted or UTF-8 local parts, source
+# routes, no brackets) goes to aiosmtpd's full parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(
+    rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:\s+(.*))?\Z", re.S
+)
+
+
+@cache
+def _method_names(cls: type, prefix: str) -> tuple[str, ...]:
+    return tuple(name for name in dir(cls) if name.startswith(prefix))
+
 
 class EdgeSMTP(SMTP):
     event_handler: PolicyHandler
@@ -41,9 +57,55 @@ class EdgeSMTP(SMTP):
         *,
         sessions: set[EdgeSMTP],
         max_connections: int,
-        **kwargs: Any,
+        loop: asyncio.AbstractEventLoop,
+        hostname: str,
+        ident: str,
+        data_size_limit: int,
+        timeout: float,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(handler, enable_SMTPUTF8=True, **kwargs)
+        # aiosmtpd's SMTP.__init__, without the introspection it repeats for
+        # every connection (method and hook tables depend only on the classes
+        # and the one handler): that was a fifth of the edge's CPU.
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
+        )
+        self.__ident__ = ident
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = True
+        self._decode_data = False
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.require_starttls = False
+        self._timeout_duration = timeout
+        self._timeout_handle: asyncio.TimerHandle | None = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None  # type: ignore[assignment]
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = True
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._auth_required = False
+        self._auth_methods = {
+            name[5:].replace("__", "-"): _AuthMechAttr(getattr(self, name), True)
+            for name in _method_names(type(self), "auth_")
+        }
+        self._handle_hooks = handler.hooks
+        self._ehlo_hook_ver = "new"
+        self._smtp_methods = {
+            name[5:]: getattr(self, name) for name in _method_names(type(self), "smtp_")
+        }
+        self._enforce_call_limit = False
         self._sessions = sessions
         self._max_connections = max_connections
         self._refused = False  # over the connection limit: never became a session
@@ -100,6 +162,12 @@ class EdgeSMTP(SMTP):
         self._draining = True
         if self._idle:
             self._write_and_close(f"421 4.3.2 {self.hostname} service shutting down")
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        match = _SIMPLE_ADDRESS.match(arg)
+        if match is not None:
+            return match.group(1), match.group(2) or ""
+        return SMTP._getaddr(self, arg)
 
     # Replies -----------------------------------------------------------------
 

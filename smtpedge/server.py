@@ -12,6 +12,8 @@ import asyncio
 import logging
 import resource
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 from prometheus_client import start_http_server
 
@@ -110,3 +112,13 @@ class EdgeServer:
         if self._stop.is_set():
             raise SystemExit(1)
         self._stop.set()
+
+
+def run(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Runs the server on the chosen event loop implementation."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
+import random
 
 from aiosmtpd.smtp import Session
 
 from policy.v1 import policy_pb2 as pb
 
+_ids = random.Random(os.urandom(16))
+
 
 def new_id() -> str:
-    return secrets.token_hex(8)
+    """A random 64-bit id for sessions and messages (unique, not secret; no syscall)."""
+    return f"{_ids.getrandbits(64):016x}"
 
 
 class EdgeSession(Session):

@@ -39,6 +39,11 @@ class PolicyServiceStub:
                 request_serializer=policy_dot_v1_dot_policy__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=policy_dot_v1_dot_policy__pb2.Verdict.FromString,
                 _registered_method=True)
+        self.Stream = channel.stream_stream(
+                '/policy.v1.PolicyService/Stream',
+                request_serializer=policy_dot_v1_dot_policy__pb2.RequestBatch.SerializeToString,
+                response_deserializer=policy_dot_v1_dot_policy__pb2.ReplyBatch.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -51,6 +56,17 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stream(self, request_iterator, context):
+        """The fast path: one long-lived stream carries many sessions' requests.
+        Requests travel in batches; verdicts come back in batches as they are
+        ready (not necessarily in order), matched by request_id. The first
+        message on the response stream, and one after every activation, carries
+        PolicyInfo, so the caller can skip events the policy has no handler for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +74,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=policy_dot_v1_dot_policy__pb2.EvaluateRequest.FromString,
                     response_serializer=policy_dot_v1_dot_policy__pb2.Verdict.SerializeToString,
+            ),
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=policy_dot_v1_dot_policy__pb2.RequestBatch.FromString,
+                    response_serializer=policy_dot_v1_dot_policy__pb2.ReplyBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +108,33 @@ class PolicyService:
             '/policy.v1.PolicyService/Evaluate',
             policy_dot_v1_dot_policy__pb2.EvaluateRequest.SerializeToString,
             policy_dot_v1_dot_policy__pb2.Verdict.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/policy.v1.PolicyService/Stream',
+            policy_dot_v1_dot_policy__pb2.RequestBatch.SerializeToString,
+            policy_dot_v1_dot_policy__pb2.ReplyBatch.FromString,
             options,
             channel_credentials,
             insecure,

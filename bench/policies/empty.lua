@@ -1,0 +1,1 @@
+-- No handlers: every command is accepted without a policy call.
