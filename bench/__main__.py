@@ -35,6 +35,8 @@ from bench.smtp_load import Probe, command_latency, hold_connections, percentile
 from tests.procs import Proc, start_daemon, start_edge
 
 ROOT = Path(__file__).resolve().parent.parent
+# Latency per decision is measured open loop at half the 8,000/s target.
+HALF_TARGET_RATE = 4000
 POLICIES = Path(__file__).resolve().parent / "policies"
 
 
@@ -49,7 +51,7 @@ class Scale:
     idle_connections: int
 
 
-FULL = Scale(4000, 32, 2, 2000, 5.0, (1, 8, 32, 128), 2000)
+FULL = Scale(4000, 32, 3, 2000, 5.0, (1, 8, 32, 128, 512), 2000)
 SMOKE = Scale(40, 4, 1, 50, 0.5, (1, 8), 50)
 
 
@@ -71,17 +73,17 @@ def rss_mb(proc: psutil.Process) -> float:
 class Stack:
     """One configuration's processes: returns the SMTP port and what to measure."""
 
-    def __init__(self, name: str, policy: str | None, workdir: Path, extra: tuple[str, ...] = ()):
+    def __init__(self, name: str, policy: str, workdir: Path, extra: tuple[str, ...] = ()):
         self.name, self.policy, self.extra = name, policy, extra
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True)
         self.procs: dict[str, Proc] = {}
 
     def __enter__(self) -> Stack:
-        if self.policy is None:
+        if self.policy.startswith("bare:"):
             proc = Proc(
                 [sys.executable, "-m", "bench.bare_server", "--listen", "127.0.0.1:0",
-                 "--maildir", str(self.workdir / "mail")],
+                 "--maildir", str(self.workdir / "mail"), "--loop", self.policy[5:]],
                 self.workdir / "bare.log",
             )  # fmt: skip
             self.port = int(proc.wait_listening().rsplit(":", 1)[1])
@@ -104,8 +106,11 @@ class Stack:
             proc.stop()
 
 
+# (name, what runs); the first is the ceiling every configuration is compared with:
+# bare aiosmtpd on the same event loop as the edge (uvloop).
 CONFIGS = [
-    ("ceiling: bare aiosmtpd", None),
+    ("ceiling: bare aiosmtpd (uvloop)", "bare:uvloop"),
+    ("bare aiosmtpd (asyncio loop)", "bare:asyncio"),
     ("edge + daemon, all-stages policy", "all_stages.lua"),
     ("edge + daemon, typical policy", "typical.lua"),
 ]
@@ -113,9 +118,9 @@ CONFIGS = [
 
 def smtp_throughput(scale: Scale, workdir: Path) -> dict[str, dict]:
     runs: dict[str, list[dict]] = {name: [] for name, _ in CONFIGS}
-    for round_ in range(scale.rounds):
-        for name, policy in CONFIGS:
-            with Stack(f"{round_}-{len(runs[name])}-{policy or 'bare'}", policy, workdir) as stack:
+    for round_ in range(scale.rounds):  # rounds interleave the configurations
+        for number, (name, policy) in enumerate(CONFIGS):
+            with Stack(f"round{round_}-config{number}", policy, workdir) as stack:
                 smtp_source(stack.port, min(100, scale.messages), 4)  # warm up
                 procs = stack.processes()
                 before = {n: cpu_seconds(p) for n, p in procs.items()}
@@ -136,9 +141,10 @@ def smtp_throughput(scale: Scale, workdir: Path) -> dict[str, dict]:
                     }
                 )
     out = {}
-    for name, results in runs.items():
-        best = max(results, key=lambda r: r["transactions_per_second"])
-        out[name] = {**best, "rounds": [r["transactions_per_second"] for r in results]}
+    for name, results in runs.items():  # the median round, by throughput
+        ordered = sorted(results, key=lambda r: r["transactions_per_second"])
+        median = ordered[len(ordered) // 2]
+        out[name] = {**median, "rounds": [r["transactions_per_second"] for r in results]}
     ceiling = out[CONFIGS[0][0]]["transactions_per_second"]
     for result in out.values():
         result["ratio_of_ceiling"] = result["transactions_per_second"] / ceiling
@@ -194,7 +200,7 @@ def daemon_only(scale: Scale, workdir: Path) -> dict:
 
 
 def memory(scale: Scale, workdir: Path) -> dict:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, scale.idle_connections * 2 + 256), hard))
     with Stack("memory", "typical.lua", workdir) as stack:
         procs = stack.processes()

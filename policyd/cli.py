@@ -110,6 +110,13 @@ def main() -> None:
     help="Worker threads, each with its own Lua runtime, for long evaluations.",
 )
 @click.option(
+    "--metrics",
+    default=None,
+    envvar="POLICYD_METRICS",
+    show_envvar=True,
+    help="Serve Prometheus metrics on HOST:PORT.",
+)
+@click.option(
     "--loop",
     type=click.Choice(["uvloop", "asyncio"]),
     default="uvloop",

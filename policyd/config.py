@@ -25,3 +25,5 @@ class ServeConfig:
     limits: Limits = field(default_factory=Limits)
     # Worker threads (each with its own Lua runtime) for evaluations that outgrow the inline slice.
     overflow_workers: int = 2
+    # HOST:PORT for the Prometheus metrics endpoint, if any.
+    metrics: str | None = None

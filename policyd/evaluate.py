@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from policy.v1 import policy_pb2 as pb
+from policyd import metrics
 from policyd.bridge import Bridge, BridgeError
 from policyd.overflow import Overflow, OverflowLane
 from policyd.runtime import LuaPolicy, Outcome, Pending
@@ -211,7 +212,11 @@ class Evaluator:
         gives up cancels the call, and its own fail mode decides, not a
         policy error made up at the deadline.
         """
-        check_request(request, self.max_message_size)
+        try:
+            check_request(request, self.max_message_size)
+        except RequestError:
+            metrics.INVALID_REQUESTS.inc()
+            raise
         policy = self.policy
         verdict = pb.Verdict(
             request_id=request.request_id,
@@ -220,6 +225,7 @@ class Evaluator:
             action=pb.ACTION_CONTINUE,
         )
         if request.event not in self.handled:
+            metrics.EVALUATIONS.labels(request.event, "continue").inc()
             return verdict
         inputs = (predefined_meta(request), dict(request.conn_meta) or None, event_args(request))
         limit = self.limits.seconds
@@ -230,6 +236,8 @@ class Evaluator:
             lane = self._overflow.lane(policy.revision, self._snapshot, self.limits)
             left = limit - (time.monotonic() - began)
             outcome = await drive(lane, self.bridge, request.event, inputs, left, None)
+        metrics.EVALUATION_SECONDS.labels(request.event).observe(time.monotonic() - began)
+        metrics.EVALUATIONS.labels(request.event, outcome.action).inc()
         return self._verdict(request, verdict, outcome)
 
     def _verdict(
@@ -237,6 +245,7 @@ class Evaluator:
     ) -> pb.Verdict:
         verdict.action = _ACTIONS[outcome.action]
         if outcome.action == "error":
+            metrics.POLICY_ERRORS.labels("limit" if outcome.exceeded else "error").inc()
             verdict.error = outcome.error.splitlines()[0]
             log.warning(
                 "policy error",

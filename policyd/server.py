@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from prometheus_client import start_http_server
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
@@ -75,6 +76,9 @@ class Server:
             raise OSError(f"cannot listen on {self.config.listen}")
         await server.start()
         self._grpc = server
+        if self.config.metrics:
+            host, _, metrics_port = self.config.metrics.rpartition(":")
+            start_http_server(int(metrics_port), host.strip("[]"))
         if self.config.watch != "off":
             self._spawn(
                 watch(

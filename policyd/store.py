@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from policyd import metrics
 from policyd.bridge import Bridge
 from policyd.evaluate import Evaluator
 from policyd.overflow import Overflow
@@ -116,6 +117,7 @@ class RevisionStore:
                     prepare, self.source, trigger, self.engine
                 )
             except PolicyError as e:
+                metrics.RELOADS.labels("failed").inc()
                 self.failures += 1
                 self.last_failure = ReloadFailure(time.time(), trigger, str(e))
                 log.error(
@@ -128,6 +130,7 @@ class RevisionStore:
                 )
                 return Outcome.FAILED, str(e)
             if self.active is not None and revision.id == self.active.id:
+                metrics.RELOADS.labels("unchanged").inc()
                 log.info("policy unchanged", extra={"trigger": trigger, "revision": revision.id})
                 return Outcome.UNCHANGED, revision.id
             self._activate(revision, warnings)
@@ -137,6 +140,8 @@ class RevisionStore:
         previous = self.active
         self.active = revision
         self.activations += 1
+        metrics.RELOADS.labels("activated").inc()
+        metrics.REVISION.info({"revision": revision.id, "trigger": revision.trigger})
         for listener in list(self.listeners):
             listener(revision)
         for warning in warnings:

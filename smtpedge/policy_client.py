@@ -116,7 +116,7 @@ class Connection:
             try:
                 async for replies in call:
                     if replies.HasField("policy"):
-                        self.handled = frozenset(replies.policy.handled_events)
+                        self._policy_info(replies.policy)
                         backoff = 0.05
                     for verdict in replies.verdicts:
                         future = self._pending.pop(verdict.request_id, None)
@@ -141,6 +141,18 @@ class Connection:
                         future.set_exception(StreamLost(self.endpoint))
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
+
+    def _policy_info(self, info: pb.PolicyInfo) -> None:
+        message = "policy stream up" if self.handled is None else "policy revision changed"
+        self.handled = frozenset(info.handled_events)
+        log.info(
+            message,
+            extra={
+                "server": self.endpoint,
+                "revision": info.revision,
+                "handled_events": sorted(self.handled),
+            },
+        )
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:

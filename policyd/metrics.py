@@ -1,0 +1,25 @@
+"""The daemon's Prometheus metrics (served on --metrics HOST:PORT)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, Info
+
+EVALUATIONS = Counter(
+    "policyd_evaluations",
+    "Requests evaluated, by event and action (continue for events without a handler)",
+    ["event", "action"],
+)
+EVALUATION_SECONDS = Histogram(
+    "policyd_evaluation_seconds",
+    "Time to evaluate one request with a handler",
+    ["event"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.2, 1.0),
+)
+POLICY_ERRORS = Counter(
+    "policyd_policy_errors",
+    "Evaluations that failed with a policy error, by kind (error, or the limit hit)",
+    ["kind"],
+)
+INVALID_REQUESTS = Counter("policyd_invalid_requests", "Requests refused with INVALID_ARGUMENT")
+RELOADS = Counter("policyd_reloads", "Reload attempts by outcome", ["outcome"])
+REVISION = Info("policyd_revision", "The active policy revision")
