@@ -11,7 +11,9 @@ from policyd import logs
 from policyd.config import ServeConfig
 from policyd.runtime import Limits
 from policyd.server import Server, run
-from policyd.source import PolicyError
+from policyd.source import PolicyError, PolicySource
+from policyd.store import Engine, prepare
+from policyd.workers import serve_workers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -110,6 +112,14 @@ def main() -> None:
     help="Worker threads, each with its own Lua runtime, for long evaluations.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    envvar="POLICYD_WORKERS",
+    show_envvar=True,
+    help="Processes serving the same port (each with its own runtimes).",
+)
+@click.option(
     "--metrics",
     default=None,
     envvar="POLICYD_METRICS",
@@ -132,6 +142,7 @@ def main() -> None:
     show_envvar=True,
 )
 def serve(
+    workers: int,
     loop: str,
     log_level: str,
     eval_timeout: float,
@@ -148,7 +159,11 @@ def serve(
     config = ServeConfig(limits=limits, **options)  # type: ignore[arg-type]
     policy = config.policy
     try:
-        run(Server(config).serve(), loop)
+        if workers == 1:
+            run(Server(config).serve(), loop)
+        else:
+            prepare(PolicySource.at(policy), "startup", Engine(limits))  # refuse a broken one now
+            sys.exit(serve_workers(config, workers, loop, log_level))
     except PolicyError as e:
         click.echo(f"policyd: cannot load policy {policy}: {e}", err=True)
         sys.exit(2)

@@ -27,3 +27,6 @@ class ServeConfig:
     overflow_workers: int = 2
     # HOST:PORT for the Prometheus metrics endpoint, if any.
     metrics: str | None = None
+    # Set for a worker under --workers: the supervisor reports "listening", and a
+    # Reload RPC reloads the worker's siblings too.
+    worker: bool = False

@@ -12,7 +12,7 @@ def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter(
-            "{levelname}{name}{message}",
+            "{levelname}{name}{message}{process}",
             style="{",
             rename_fields={"levelname": "level", "name": "logger", "message": "msg"},
             timestamp="ts",

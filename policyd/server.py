@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -41,8 +42,9 @@ def bound_address(listen: str, port: int) -> str:
 
 
 class Server:
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, on_ready: Callable[[], None] | None = None) -> None:
         self.config = config
+        self._on_ready = on_ready
         self.overflow = Overflow(config.overflow_workers)
         engine = Engine(config.limits, Bridge(), self.overflow, config.max_message_size)
         self.store = RevisionStore(PolicySource.at(config.policy), engine)
@@ -64,7 +66,8 @@ class Server:
             ]
         )
         pb_grpc.add_PolicyServiceServicer_to_server(PolicyService(self.store), server)
-        pb_grpc.add_PolicyAdminServicer_to_server(AdminService(self.store), server)
+        relay = self._relay_reload if self.config.worker else None
+        pb_grpc.add_PolicyAdminServicer_to_server(AdminService(self.store, relay), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for service in ("", POLICY_SERVICE):
             await self.health.set(service, SERVING)
@@ -88,7 +91,15 @@ class Server:
                     poll_interval=self.config.poll_interval,
                 )
             )
-        log.info("listening", extra={"address": bound_address(self.config.listen, port)})
+        message = "worker listening" if self.config.worker else "listening"
+        log.info(message, extra={"address": bound_address(self.config.listen, port)})
+        if self._on_ready is not None:
+            self._on_ready()
+
+    @staticmethod
+    def _relay_reload() -> None:
+        """Under --workers: the supervisor sends every worker SIGHUP."""
+        os.kill(os.getppid(), signal.SIGHUP)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

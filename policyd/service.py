@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -107,8 +107,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
 
 class AdminService(pb_grpc.PolicyAdminServicer):
-    def __init__(self, store: RevisionStore) -> None:
+    def __init__(self, store: RevisionStore, relay: Callable[[], None] | None = None) -> None:
         self.store = store
+        self._relay = relay  # tells sibling worker processes to reload too
 
     async def Status(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
@@ -141,6 +142,8 @@ class AdminService(pb_grpc.PolicyAdminServicer):
         self, request: pb.ReloadRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReloadResponse:
         outcome, detail = await self.store.reload("rpc")
+        if self._relay is not None:
+            self._relay()
         response = pb.ReloadResponse(outcome=_OUTCOMES[outcome])
         if outcome is Outcome.FAILED:
             response.error = detail

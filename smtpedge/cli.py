@@ -11,6 +11,7 @@ from smtpedge import logs
 from smtpedge.config import EdgeConfig, split_host_port
 from smtpedge.server import EdgeServer, run
 from smtpedge.stages import Stage
+from smtpedge.workers import serve_workers
 
 _DEFAULTS = EdgeConfig()
 _STAGES = [s.value for s in Stage]
@@ -146,6 +147,14 @@ def main() -> None:
     help="Seconds sessions get to finish on SIGTERM.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    envvar="SMTPEDGE_WORKERS",
+    show_envvar=True,
+    help="Processes accepting on the same port.",
+)
+@click.option(
     "--metrics",
     default=None,
     envvar="SMTPEDGE_METRICS",
@@ -168,12 +177,17 @@ def main() -> None:
     show_envvar=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def serve(loop: str, log_level: str, fail_open: tuple[str, ...], **options: object) -> None:
+def serve(
+    workers: int, loop: str, log_level: str, fail_open: tuple[str, ...], **options: object
+) -> None:
     """Serve SMTP, asking the policy daemon at every stage."""
     logs.configure(log_level)
     config = EdgeConfig(fail_open=frozenset(Stage(s) for s in fail_open), **options)  # type: ignore[arg-type]
     try:
-        run(EdgeServer(config).serve(), loop)
+        if workers == 1:
+            run(EdgeServer(config).serve(), loop)
+        else:
+            sys.exit(serve_workers(config, workers, loop, log_level))
     except OSError as e:
         click.echo(f"smtpedge: {e}", err=True)
         sys.exit(1)

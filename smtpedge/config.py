@@ -33,6 +33,9 @@ class EdgeConfig:
     shutdown_grace: float = 30.0
     # HOST:PORT for the Prometheus metrics endpoint, if any.
     metrics: str | None = None
+    # A worker under --workers: shares the listening port with its siblings, and
+    # the supervisor reports "listening".
+    worker: bool = False
 
     def timeout(self, stage: Stage) -> float:
         return self.stage_timeouts.get(stage, self.policy_timeout)

@@ -15,7 +15,7 @@ from pythonjsonlogger.json import JsonFormatter
 def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter(
-        "{levelname}{name}{message}",
+        "{levelname}{name}{message}{process}",
         style="{",
         rename_fields={"levelname": "level", "name": "logger", "message": "msg"},
         timestamp="ts",

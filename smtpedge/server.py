@@ -12,7 +12,7 @@ import asyncio
 import logging
 import resource
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from prometheus_client import start_http_server
@@ -37,8 +37,9 @@ def _raise_file_limit(connections: int) -> None:
 
 
 class EdgeServer:
-    def __init__(self, config: EdgeConfig) -> None:
+    def __init__(self, config: EdgeConfig, on_ready: Callable[[], None] | None = None) -> None:
         self.config = config
+        self._on_ready = on_ready
         self.sessions: set[EdgeSMTP] = set()
         self._stop = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -67,13 +68,15 @@ class EdgeServer:
                 loop=loop,
             )
 
-        self._server = await loop.create_server(factory, host, port, backlog=1024)
+        self._server = await loop.create_server(
+            factory, host, port, backlog=1024, reuse_port=config.worker or None
+        )
         bound = self._server.sockets[0].getsockname()
         if config.metrics:
             metrics_host, metrics_port = split_host_port(config.metrics)
             start_http_server(metrics_port, metrics_host)
         log.info(
-            "listening",
+            "worker listening" if config.worker else "listening",
             extra={
                 "address": f"{host}:{bound[1]}",
                 "hostname": config.hostname,
@@ -81,6 +84,8 @@ class EdgeServer:
                 "maildir": str(config.maildir),
             },
         )
+        if self._on_ready is not None:
+            self._on_ready()
 
     async def shutdown(self) -> None:
         log.info("shutting down", extra={"sessions": len(self.sessions)})
