@@ -102,25 +102,26 @@ class Stack:
         return len(list((self.workdir / "mail" / "new").iterdir()))
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.procs.values():
+        for proc in reversed(self.procs.values()):  # the edge first
             proc.stop()
 
 
 # (name, what runs); the first is the ceiling every configuration is compared with:
 # bare aiosmtpd on the same event loop as the edge (uvloop).
-CONFIGS = [
-    ("ceiling: bare aiosmtpd (uvloop)", "bare:uvloop"),
-    ("bare aiosmtpd (asyncio loop)", "bare:asyncio"),
-    ("edge + daemon, all-stages policy", "all_stages.lua"),
-    ("edge + daemon, typical policy", "typical.lua"),
+CONFIGS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("ceiling: bare aiosmtpd (uvloop)", "bare:uvloop", ()),
+    ("bare aiosmtpd (asyncio loop)", "bare:asyncio", ()),
+    ("edge + daemon, all-stages policy", "all_stages.lua", ()),
+    ("edge + daemon, typical policy", "typical.lua", ()),
+    ("edge (2 workers) + daemon, typical policy", "typical.lua", ("--workers", "2")),
 ]
 
 
 def smtp_throughput(scale: Scale, workdir: Path) -> dict[str, dict]:
-    runs: dict[str, list[dict]] = {name: [] for name, _ in CONFIGS}
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in CONFIGS}
     for round_ in range(scale.rounds):  # rounds interleave the configurations
-        for number, (name, policy) in enumerate(CONFIGS):
-            with Stack(f"round{round_}-config{number}", policy, workdir) as stack:
+        for number, (name, policy, extra) in enumerate(CONFIGS):
+            with Stack(f"round{round_}-config{number}", policy, workdir, extra) as stack:
                 smtp_source(stack.port, min(100, scale.messages), 4)  # warm up
                 procs = stack.processes()
                 before = {n: cpu_seconds(p) for n, p in procs.items()}

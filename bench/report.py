@@ -73,7 +73,8 @@ def chart(result: dict, path: Path) -> None:
     names = list(smtp)
     fig, (bars, dist) = plt.subplots(1, 2, figsize=(13, 4.8))
     rates = [smtp[n]["transactions_per_second"] for n in names]
-    bars.barh(names, rates, color=["#555555", "#aaaaaa", "#1f77b4", "#2ca02c"][: len(names)])
+    colors = ["#555555", "#aaaaaa", "#1f77b4", "#2ca02c", "#98df8a"]
+    bars.barh(names, rates, color=colors[: len(names)])
     for y, (rate, name) in enumerate(zip(rates, names, strict=True)):
         bars.text(rate, y, f" {rate:.0f}/s ({smtp[name]['ratio_of_ceiling']:.0%})", va="center")
     bars.set_xlabel("transactions per second")

@@ -65,7 +65,8 @@ class Server:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ]
         )
-        pb_grpc.add_PolicyServiceServicer_to_server(PolicyService(self.store), server)
+        self.service = PolicyService(self.store)
+        pb_grpc.add_PolicyServiceServicer_to_server(self.service, server)
         relay = self._relay_reload if self.config.worker else None
         pb_grpc.add_PolicyAdminServicer_to_server(AdminService(self.store, relay), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -113,6 +114,7 @@ class Server:
                 await task
         await self.health.enter_graceful_shutdown()
         if self._grpc is not None:
+            self.service.close_streams()
             log.info("shutting down", extra={"grace_seconds": self.config.shutdown_grace})
             await self._grpc.stop(self.config.shutdown_grace)
         self.overflow.close()

@@ -30,13 +30,20 @@ def policy_info(revision: Revision) -> pb.PolicyInfo:
     return pb.PolicyInfo(revision=revision.id, handled_events=revision.handlers)
 
 
-_END = object()
+_END = object()  # a stream's caller is done and every answer is out
+_CLOSE = object()  # the daemon is stopping: answer what was asked, then end
 Outgoing = pb.Verdict | pb.PolicyInfo | pb.RequestError
 
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
     def __init__(self, store: RevisionStore) -> None:
         self.store = store
+        self._streams: set[asyncio.Queue] = set()
+
+    def close_streams(self) -> None:
+        """On shutdown: each stream answers what it was sent, then ends."""
+        for out in self._streams:
+            out.put_nowait(_CLOSE)
 
     def _revision(self) -> Revision:
         revision = self.store.active
@@ -79,6 +86,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             out.put_nowait(policy_info(revision))
 
         self.store.listeners.add(activated)
+        self._streams.add(out)
         reader = asyncio.create_task(read())
         try:
             yield pb.ReplyBatch(policy=policy_info(self._revision()))
@@ -87,6 +95,13 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                 await asyncio.sleep(0)  # let evaluations that are ready finish: bigger batches
                 while not out.empty():
                     items.append(out.get_nowait())
+                if _CLOSE in items:
+                    reader.cancel()
+                    if evaluations:
+                        await asyncio.wait(set(evaluations))
+                    while not out.empty():
+                        items.append(out.get_nowait())
+                    items.append(_END)
                 reply = pb.ReplyBatch()
                 for item in items:
                     if isinstance(item, pb.Verdict):
@@ -101,6 +116,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                     return
         finally:
             self.store.listeners.discard(activated)
+            self._streams.discard(out)
             reader.cancel()
             for task in list(evaluations):
                 task.cancel()
