@@ -194,7 +194,9 @@ def daemon_only(scale: Scale, workdir: Path) -> dict:
             )
             levels[str(concurrency)] = result
         best = max(r["per_second"] for r in levels.values())
-        half = daemon_load(address, "--rate", str(best / 2), "--seconds", str(scale.daemon_seconds))
+        half = daemon_load(
+            address, "--rate", str(HALF_TARGET_RATE), "--seconds", str(scale.daemon_seconds)
+        )
         return {"closed_loop": levels, "best_per_second": best, "at_half_rate": half}
     finally:
         daemon.stop()

@@ -6,14 +6,17 @@
 Closed loop (`--concurrency`: that many requests always in flight) measures
 decisions per second; open loop (`--rate`: requests sent on a fixed schedule)
 measures the latency per decision at a given rate. The requests are a typical
-MAIL FROM, sent the way the edge sends them (batched over pooled streams) or,
-with `--unary`, as one unary call each.
+MAIL FROM. By default they go over one Stream call from a lean client (no
+per-request tasks or futures), so the daemon is what is measured; `--client
+edge` uses the edge's own policy client instead, `--client unary` one unary
+call per request.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
 
@@ -22,6 +25,8 @@ import grpc
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
 from smtpedge.policy_client import PolicyClient
+
+TICK = 0.001  # the event loop's timer resolution: open-loop requests go out per tick
 
 
 def request(n: int) -> pb.EvaluateRequest:
@@ -36,82 +41,126 @@ def request(n: int) -> pb.EvaluateRequest:
     )
 
 
-class Unary:
+class Lean:
+    """One Stream call; requests in batches, latencies from the send to the verdict."""
+
     def __init__(self, target: str) -> None:
         self.channel = grpc.aio.insecure_channel(target)
-        self.stub = pb_grpc.PolicyServiceStub(self.channel)
+        self.call = pb_grpc.PolicyServiceStub(self.channel).Stream()
+        self.sent: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.ids = itertools.count(1)
+        self.answered = asyncio.Event()
 
-    async def call(self, n: int) -> pb.Verdict:
-        return await self.stub.Evaluate(request(n), timeout=10)
+    async def send(self, count: int) -> None:
+        now = time.perf_counter()
+        batch = []
+        for _ in range(count):
+            n = next(self.ids)
+            self.sent[n] = now
+            batch.append(request(n))
+        await self.call.write(pb.RequestBatch(requests=batch))
+
+    async def receive(self, refill: bool) -> None:
+        async for replies in self.call:
+            now = time.perf_counter()
+            for verdict in replies.verdicts:
+                self.latencies.append(now - self.sent.pop(verdict.request_id))
+            if refill and replies.verdicts:
+                await self.send(len(replies.verdicts))
+            if not self.sent:
+                self.answered.set()
+
+    async def closed_loop(self, concurrency: int, seconds: float) -> None:
+        receiver = asyncio.create_task(self.receive(refill=True))
+        await self.send(concurrency)
+        await asyncio.sleep(seconds)
+        receiver.cancel()
+
+    async def open_loop(self, rate: float, seconds: float) -> None:
+        receiver = asyncio.create_task(self.receive(refill=False))
+        began = time.perf_counter()
+        sent = 0
+        while sent < rate * seconds:
+            due = int((time.perf_counter() - began) * rate) + 1 - sent
+            if due > 0:
+                await self.send(due)
+                sent += due
+            await asyncio.sleep(TICK)
+        self.answered.clear()
+        if self.sent:
+            await self.answered.wait()
+        receiver.cancel()
 
     async def close(self) -> None:
+        self.call.cancel()
         await self.channel.close()
 
 
-class Streams:
-    """The edge's own policy client: batched requests over pooled streams."""
+class PerRequest:
+    """Through the edge's policy client, or unary calls: a task per request."""
 
-    def __init__(self, target: str, streams: int) -> None:
-        self.client = PolicyClient([target], streams)
+    def __init__(self, target: str, kind: str) -> None:
+        self.latencies: list[float] = []
+        if kind == "unary":
+            self.channel = grpc.aio.insecure_channel(target)
+            stub = pb_grpc.PolicyServiceStub(self.channel)
+            self.call = lambda n: stub.Evaluate(request(n), timeout=10)
+            self.client = None
+        else:
+            self.client = PolicyClient([target], 2)
+            self.call = lambda n: self.client.evaluate(request(n), 10)
 
-    async def call(self, n: int) -> pb.Verdict:
-        verdict = await self.client.evaluate(request(n), 10)
-        assert verdict is not None
-        return verdict
+    async def one(self, n: int) -> None:
+        sent = time.perf_counter()
+        await self.call(n)
+        self.latencies.append(time.perf_counter() - sent)
+
+    async def closed_loop(self, concurrency: int, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        counter = itertools.count()
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                await self.one(next(counter))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    async def open_loop(self, rate: float, seconds: float) -> None:
+        tasks = []
+        began = time.perf_counter()
+        for n in range(int(rate * seconds)):
+            delay = began + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self.one(n)))
+        await asyncio.gather(*tasks)
 
     async def close(self) -> None:
-        await self.client.close()
-
-
-async def closed_loop(caller: Unary, concurrency: int, seconds: float) -> list[float]:
-    latencies: list[float] = []
-    deadline = time.monotonic() + seconds
-    counter = iter(range(10**12))
-
-    async def worker() -> None:
-        while time.monotonic() < deadline:
-            began = time.perf_counter()
-            await caller.call(next(counter))
-            latencies.append(time.perf_counter() - began)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
-
-
-async def open_loop(caller: Unary, rate: float, seconds: float) -> list[float]:
-    latencies: list[float] = []
-    tasks = []
-    began = time.perf_counter()
-    total = int(rate * seconds)
-
-    async def one(n: int, due: float) -> None:
-        await caller.call(n)
-        latencies.append(time.perf_counter() - due)
-
-    for n in range(total):
-        due = began + n / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(n, due)))
-    await asyncio.gather(*tasks)
-    return latencies
+        if self.client is not None:
+            await self.client.close()
+        else:
+            await self.channel.close()
 
 
 async def main_async(args: argparse.Namespace) -> dict:
-    caller = Unary(args.target) if args.unary else Streams(args.target, args.streams)
-    try:
-        await closed_loop(caller, 4, 0.5)  # warm up (and let the streams come up)
-        began = time.perf_counter()
-        if args.rate:
-            latencies = await open_loop(caller, args.rate, args.seconds)
-        else:
-            latencies = await closed_loop(caller, args.concurrency, args.seconds)
-        elapsed = time.perf_counter() - began
-    finally:
-        await caller.close()
-    latencies.sort()
+    async def client() -> Lean | PerRequest:
+        return Lean(args.target) if args.client == "lean" else PerRequest(args.target, args.client)
+
+    warm = await client()
+    await warm.closed_loop(4, 0.5)
+    await warm.close()
+    load = await client()
+    began = time.perf_counter()
+    if args.rate:
+        await load.open_loop(args.rate, args.seconds)
+    else:
+        await load.closed_loop(args.concurrency, args.seconds)
+    elapsed = time.perf_counter() - began
+    await load.close()
+    latencies = sorted(load.latencies)
     return {
+        "client": args.client,
         "decisions": len(latencies),
         "seconds": elapsed,
         "per_second": len(latencies) / elapsed,
@@ -126,8 +175,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0)
     parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--unary", action="store_true", help="one unary call per request")
-    parser.add_argument("--streams", type=int, default=2, help="streams (connections) to use")
+    parser.add_argument("--client", choices=["lean", "edge", "unary"], default="lean")
     args = parser.parse_args()
     try:
         import uvloop

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -56,6 +57,10 @@ class Server:
     async def startup(self) -> None:
         """Loads the first revision (PolicyError if it is not fit to serve), then serves."""
         await self.store.load_initial()
+        # Long-lived startup objects leave the collector's view, and young
+        # collections happen less often: fewer, shorter pauses per decision.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 50)
         limit = self.config.max_message_size + 1024 * 1024  # the message plus the rest of a request
         server = grpc.aio.server(
             options=[
