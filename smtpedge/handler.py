@@ -33,11 +33,12 @@ EXTRA_EXTENSIONS = ("PIPELINING",)
 NOT_HANDLED = pb.Verdict(action=pb.ACTION_CONTINUE)
 
 
-def ehlo_lines(hostname: str, extensions: list[str]) -> list[str]:
+def ehlo_reply(hostname: str, extensions: list[str]) -> Reply:
+    """The EHLO answer as one reply, so it goes out in one write."""
     if not extensions:
-        return [f"250 {hostname}"]
+        return Reply((f"250 {hostname}",))
     *init, last = extensions
-    return [f"250-{hostname}", *(f"250-{e}" for e in init), f"250 {last}"]
+    return Reply((f"250-{hostname}", *(f"250-{e}" for e in init), f"250 {last}"))
 
 
 class PolicyHandler:
@@ -127,7 +128,7 @@ class PolicyHandler:
         if verdict.HasField("ehlo_extensions"):
             extensions = list(verdict.ehlo_extensions.items)
         session.greeted(hostname)
-        return ehlo_lines(self.hostname, extensions)
+        return [ehlo_reply(self.hostname, extensions)]
 
     async def handle_HELO(
         self, server: SMTP, session: EdgeSession, envelope: Envelope, hostname: str

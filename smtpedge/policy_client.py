@@ -180,8 +180,13 @@ class PolicyClient:
 
     def handles(self, event: str) -> bool:
         """False only when every daemon heard from has no handler for `event`."""
-        known = [c.handled for c in self.connections if c.handled is not None]
-        return not known or any(event in handled for handled in known)
+        handled = None
+        for connection in self.connections:
+            if connection.handled is not None:
+                if event in connection.handled:
+                    return True
+                handled = connection.handled
+        return handled is None
 
     def _order(self) -> list[Connection]:
         """Connections to try, round-robin, those with a stream up first."""

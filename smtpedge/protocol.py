@@ -43,8 +43,13 @@ _SIMPLE_ADDRESS = re.compile(
 
 
 @cache
-def _method_names(cls: type, prefix: str) -> tuple[str, ...]:
-    return tuple(name for name in dir(cls) if name.startswith(prefix))
+def _functions(cls: type, prefix: str) -> dict[str, Any]:
+    """The class's `smtp_*` / `auth_*` functions by command or mechanism name."""
+    return {
+        name[len(prefix) :].replace("__", "-"): getattr(cls, name)
+        for name in dir(cls)
+        if name.startswith(prefix)
+    }
 
 
 class EdgeSMTP(SMTP):
@@ -96,16 +101,10 @@ class EdgeSMTP(SMTP):
         self._authenticator = None
         self._auth_callback = login_always_fail
         self._auth_required = False
-        self._auth_methods = {
-            name[5:].replace("__", "-"): _AuthMechAttr(getattr(self, name), True)
-            for name in _method_names(type(self), "auth_")
-        }
         self._handle_hooks = handler.hooks
         self._ehlo_hook_ver = "new"
-        self._smtp_methods = {
-            name[5:]: getattr(self, name) for name in _method_names(type(self), "smtp_")
-        }
         self._enforce_call_limit = False
+        self._commands = _functions(type(self), "smtp_")
         self._sessions = sessions
         self._max_connections = max_connections
         self._refused = False  # over the connection limit: never became a session
@@ -162,6 +161,16 @@ class EdgeSMTP(SMTP):
         self._draining = True
         if self._idle:
             self._write_and_close(f"421 4.3.2 {self.hostname} service shutting down")
+
+    # aiosmtpd reads these tables of bound methods (HELP, EHLO, AUTH); built on use.
+    @property
+    def _smtp_methods(self) -> dict[str, Any]:
+        return {name: f.__get__(self) for name, f in self._commands.items()}
+
+    @property
+    def _auth_methods(self) -> dict[str, _AuthMechAttr]:
+        functions = _functions(type(self), "auth_")
+        return {name: _AuthMechAttr(f.__get__(self), True) for name, f in functions.items()}
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _SIMPLE_ADDRESS.match(arg)
@@ -237,14 +246,14 @@ class EdgeSMTP(SMTP):
         if not command:
             await self.push("500 5.5.2 Syntax error: empty command")
             return
-        method = self._smtp_methods.get(command)
+        method = self._commands.get(command)
         if method is None:
             shown = command if command.isprintable() else repr(command)
             await self.push(f'500 5.5.1 Command "{shown[:32]}" not recognized')
             return
         self._reset_timeout()
         try:
-            await method(arg)
+            await method(self, arg)
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception:
