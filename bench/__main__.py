@@ -70,28 +70,39 @@ def rss_mb(proc: psutil.Process) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
+@dataclass(frozen=True)
+class Config:
+    name: str
+    policy: str  # a file in bench/policies, or "bare:LOOP" for the bare server
+    edge_args: tuple[str, ...] = ()
+    daemon_args: tuple[str, ...] = ()
+
+
 class Stack:
     """One configuration's processes: returns the SMTP port and what to measure."""
 
-    def __init__(self, name: str, policy: str, workdir: Path, extra: tuple[str, ...] = ()):
-        self.name, self.policy, self.extra = name, policy, extra
+    def __init__(self, name: str, config: Config, workdir: Path):
+        self.name, self.config = name, config
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True)
         self.procs: dict[str, Proc] = {}
 
     def __enter__(self) -> Stack:
-        if self.policy.startswith("bare:"):
+        config = self.config
+        if config.policy.startswith("bare:"):
             proc = Proc(
                 [sys.executable, "-m", "bench.bare_server", "--listen", "127.0.0.1:0",
-                 "--maildir", str(self.workdir / "mail"), "--loop", self.policy[5:]],
+                 "--maildir", str(self.workdir / "mail"), "--loop", config.policy[5:]],
                 self.workdir / "bare.log",
             )  # fmt: skip
             self.port = int(proc.wait_listening().rsplit(":", 1)[1])
             self.procs["bare"] = proc
         else:
-            daemon, address = start_daemon(POLICIES / self.policy, self.workdir)
+            daemon, address = start_daemon(
+                POLICIES / config.policy, self.workdir, "--watch", "off", *config.daemon_args
+            )
             self.procs["policyd"] = daemon
-            edge, self.port = start_edge(address, self.workdir, *self.extra)
+            edge, self.port = start_edge(address, self.workdir, *config.edge_args)
             self.procs["smtpedge"] = edge
         return self
 
@@ -106,22 +117,34 @@ class Stack:
             proc.stop()
 
 
-# (name, what runs); the first is the ceiling every configuration is compared with:
-# bare aiosmtpd on the same event loop as the edge (uvloop).
-CONFIGS: list[tuple[str, str, tuple[str, ...]]] = [
-    ("ceiling: bare aiosmtpd (uvloop)", "bare:uvloop", ()),
-    ("bare aiosmtpd (asyncio loop)", "bare:asyncio", ()),
-    ("edge + daemon, all-stages policy", "all_stages.lua", ()),
-    ("edge + daemon, typical policy", "typical.lua", ()),
-    ("edge (2 workers) + daemon, typical policy", "typical.lua", ("--workers", "2")),
+# The first configuration is the ceiling every one is compared with: bare
+# aiosmtpd on the same event loop as the edge (uvloop).
+CEILING = Config("ceiling: bare aiosmtpd (uvloop)", "bare:uvloop")
+CONFIGS = [
+    CEILING,
+    Config("bare aiosmtpd (asyncio loop)", "bare:asyncio"),
+    Config("edge + daemon, all-stages policy", "all_stages.lua"),
+    Config("edge + daemon, typical policy", "typical.lua"),
+    Config("edge (2 workers) + daemon, typical policy", "typical.lua", ("--workers", "2")),
+]
+# --steps: the fast path taken apart (typical policy), each step against the ceiling.
+ASYNCIO = ("--loop", "asyncio")
+UNARY = ("--policy-streams", "0")
+STEPS = [
+    CEILING,
+    Config("unary call per event, asyncio loop", "typical.lua", UNARY + ASYNCIO, ASYNCIO),
+    Config("unary call per event, uvloop", "typical.lua", UNARY),
+    Config("batched streams + skipping, asyncio loop", "typical.lua", ASYNCIO, ASYNCIO),
+    Config("batched streams + skipping, uvloop", "typical.lua"),
 ]
 
 
-def smtp_throughput(scale: Scale, workdir: Path) -> dict[str, dict]:
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in CONFIGS}
+def smtp_throughput(scale: Scale, workdir: Path, configs: list[Config]) -> dict[str, dict]:
+    runs: dict[str, list[dict]] = {config.name: [] for config in configs}
     for round_ in range(scale.rounds):  # rounds interleave the configurations
-        for number, (name, policy, extra) in enumerate(CONFIGS):
-            with Stack(f"round{round_}-config{number}", policy, workdir, extra) as stack:
+        for number, config in enumerate(configs):
+            name = config.name
+            with Stack(f"round{round_}-config{number}", config, workdir) as stack:
                 smtp_source(stack.port, min(100, scale.messages), 4)  # warm up
                 procs = stack.processes()
                 before = {n: cpu_seconds(p) for n, p in procs.items()}
@@ -146,7 +169,7 @@ def smtp_throughput(scale: Scale, workdir: Path) -> dict[str, dict]:
         ordered = sorted(results, key=lambda r: r["transactions_per_second"])
         median = ordered[len(ordered) // 2]
         out[name] = {**median, "rounds": [r["transactions_per_second"] for r in results]}
-    ceiling = out[CONFIGS[0][0]]["transactions_per_second"]
+    ceiling = out[configs[0].name]["transactions_per_second"]
     for result in out.values():
         result["ratio_of_ceiling"] = result["transactions_per_second"] / ceiling
     return out
@@ -156,7 +179,7 @@ def idle_latency(scale: Scale, workdir: Path) -> dict:
     """MAIL FROM latency with a policy call (typical) and without (no handlers), same edge."""
     out = {}
     for name, policy in (("no policy call", "empty.lua"), ("policy call", "typical.lua")):
-        with Stack(f"idle-{policy}", policy, workdir) as stack:
+        with Stack(f"idle-{policy}", Config(name, policy), workdir) as stack:
             command_latency(stack.port, min(200, scale.idle_commands))  # warm up
             samples = command_latency(stack.port, scale.idle_commands)
         out[name] = {
@@ -205,7 +228,7 @@ def daemon_only(scale: Scale, workdir: Path) -> dict:
 def memory(scale: Scale, workdir: Path) -> dict:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, scale.idle_connections * 2 + 256), hard))
-    with Stack("memory", "typical.lua", workdir) as stack:
+    with Stack("memory", Config("memory", "typical.lua"), workdir) as stack:
         procs = stack.processes()
         before = rss_mb(procs["smtpedge"])
         held = hold_connections(stack.port, scale.idle_connections)
@@ -231,6 +254,9 @@ def memory(scale: Scale, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts: checks the harness")
+    parser.add_argument(
+        "--steps", action="store_true", help="only the fast path's steps, taken apart"
+    )
     parser.add_argument("--out", type=Path, default=None, help="directory for the results")
     args = parser.parse_args()
     scale = SMOKE if args.smoke else FULL
@@ -239,6 +265,13 @@ def main() -> None:
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
+        if args.steps:
+            steps = smtp_throughput(scale, workdir, STEPS)
+            (out / "steps.json").write_text(json.dumps(steps, indent=2))
+            table = report.smtp_table(steps, "The fast path, step by step (typical policy)")
+            (out / "steps.md").write_text(table)
+            print(table)
+            return
         result = {
             "machine": {
                 "cpus": os.cpu_count(),
@@ -246,7 +279,7 @@ def main() -> None:
                 "platform": platform.platform(),
             },
             "scale": scale.__dict__,
-            "smtp": smtp_throughput(scale, workdir),
+            "smtp": smtp_throughput(scale, workdir, CONFIGS),
             "idle_command_latency": idle_latency(scale, workdir),
             "daemon_only": daemon_only(scale, workdir),
             "memory": memory(scale, workdir),

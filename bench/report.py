@@ -5,22 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def table(result: dict) -> str:
+def smtp_table(smtp: dict, title: str) -> str:
     lines = [
-        "## SMTP transactions (smtp-source, one connection per transaction)",
+        f"## {title}",
         "",
-        "Median of interleaved rounds; p50/p99: whole transactions timed by a probe client",
-        "beside the load; CPU: seconds per 1,000 transactions, per process.",
+        "smtp-source, one connection per transaction. Median of interleaved rounds; p50/p99:",
+        "whole transactions timed by a probe client beside the load; CPU: seconds per 1,000",
+        "transactions, per process.",
         "",
         "| configuration | tx/s | ratio of ceiling | p50 ms | p99 ms | CPU s / 1000 tx |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name, r in result["smtp"].items():
+    for name, r in smtp.items():
         cpu = ", ".join(f"{p} {s:.2f}" for p, s in r["cpu_seconds_per_1000"].items())
         lines.append(
             f"| {name} | {r['transactions_per_second']:.0f} | {r['ratio_of_ceiling']:.0%} "
             f"| {r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f} | {cpu} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def table(result: dict) -> str:
+    lines = [smtp_table(result["smtp"], "SMTP transactions")]
     idle = result["idle_command_latency"]
     lines += [
         "",

@@ -80,6 +80,15 @@ def main() -> None:
     help="Maildir that accepted messages are stored in.",
 )
 @click.option(
+    "--policy-streams",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.policy_streams,
+    envvar="SMTPEDGE_POLICY_STREAMS",
+    show_envvar=True,
+    help="Streams (each on its own connection) per policy daemon; 0 makes one unary call "
+    "per event instead.",
+)
+@click.option(
     "--policy-timeout",
     type=float,
     default=_DEFAULTS.policy_timeout,

@@ -16,6 +16,8 @@ class EdgeConfig:
     policy_servers: tuple[str, ...] = ("127.0.0.1:50051",)
     hostname: str = field(default_factory=socket.gethostname)
     maildir: Path = Path("mail")
+    # Streams (each on its own connection) per endpoint; 0: one unary call per event.
+    policy_streams: int = 2
     # Seconds the edge waits for a verdict, and per-stage exceptions.
     policy_timeout: float = 0.5
     stage_timeouts: dict[Stage, float] = field(default_factory=dict)

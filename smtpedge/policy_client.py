@@ -77,9 +77,9 @@ def channel_target(endpoint: str) -> str:
 
 
 class Connection:
-    """One channel to one endpoint: a unary stub and one long-lived stream."""
+    """One channel to one endpoint: a unary stub and (`stream`) a long-lived stream."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, stream: bool = True) -> None:
         self.endpoint = endpoint
         self.channel = grpc.aio.insecure_channel(channel_target(endpoint), options=_CHANNEL_OPTIONS)
         self.unary = pb_grpc.PolicyServiceStub(self.channel).Evaluate
@@ -89,7 +89,7 @@ class Connection:
         self._outbox: list[pb.EvaluateRequest] = []
         self._wake = asyncio.Event()
         self._ids = itertools.count(1)
-        self._task = asyncio.get_running_loop().create_task(self._keep_stream())
+        self._task = asyncio.get_running_loop().create_task(self._keep_stream()) if stream else None
 
     @property
     def up(self) -> bool:
@@ -164,17 +164,21 @@ class Connection:
                 await call.write(pb.RequestBatch(requests=batch))
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await self.channel.close()
 
 
 class PolicyClient:
     def __init__(self, endpoints: list[str], streams_per_endpoint: int = 2) -> None:
+        """`streams_per_endpoint` 0: unary calls only (and no skipping of unhandled events)."""
         self.endpoints = endpoints
         self.connections = [
-            Connection(endpoint) for endpoint in endpoints for _ in range(streams_per_endpoint)
+            Connection(endpoint, stream=streams_per_endpoint > 0)
+            for endpoint in endpoints
+            for _ in range(max(1, streams_per_endpoint))
         ]
         self._next = 0
 

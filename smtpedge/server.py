@@ -49,7 +49,7 @@ class EdgeServer:
         config = self.config
         host, port = split_host_port(config.listen)
         _raise_file_limit(config.max_connections)
-        self._policy = PolicyClient(list(config.policy_servers))
+        self._policy = PolicyClient(list(config.policy_servers), config.policy_streams)
         client = pb.Client(
             edge_id=config.hostname, hostname=config.hostname, listener=config.listen
         )
