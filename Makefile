@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test proto lint system-deps
+.PHONY: run test bench proto lint system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed system-deps
 	$(BIN)/python -m pytest -n auto
+
+# The benchmark (about 5 minutes); results in bench/results/<time>/.
+bench: $(VENV)/.installed system-deps
+	$(BIN)/python -m bench
 
 # Regenerate the gRPC bindings from proto/ (a test fails when they are stale).
 proto: $(VENV)/.installed
