@@ -1,4 +1,4 @@
-"""The asynchronous host functions policies call through `kumo` (kumo.sleep, ...).
+"""The asynchronous host functions policies call through `kumo` (sleep, throttles).
 
 A handler that calls one suspends only its own evaluation: its coroutine yields
 to the evaluator, which awaits the function here and resumes it with the result
@@ -11,24 +11,38 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-HostFunction = Callable[..., Awaitable[tuple[Any, ...]]]
+from policyd.throttle import Throttles, ThrottleSpec
 
 
 class BridgeError(Exception):
     """A host call that failed; the message becomes the Lua error."""
 
 
-async def _sleep(seconds: float) -> tuple[()]:
-    await asyncio.sleep(seconds)
-    return ()
-
-
 class Bridge:
-    def __init__(self, functions: dict[str, HostFunction] | None = None) -> None:
-        self.functions: dict[str, HostFunction] = {"sleep": _sleep, **(functions or {})}
+    def __init__(
+        self,
+        throttles: Throttles | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.throttles = throttles or Throttles()
+        self._sleep = sleep
+        self.functions: dict[str, Callable[..., Awaitable[tuple[Any, ...]]]] = {
+            "sleep": self.sleep,
+            "throttle": self.throttle,
+        }
 
     async def call(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         function = self.functions.get(name)
         if function is None:
             raise BridgeError(f"kumo.{name} is not available in this daemon")
         return await function(*args)
+
+    async def sleep(self, seconds: float) -> tuple[()]:
+        await self._sleep(seconds)
+        return ()
+
+    async def throttle(
+        self, name: str, limit: int, period: int, max_burst: int | None, local: bool
+    ) -> tuple[dict[str, object]]:
+        result = await self.throttles.use(name, ThrottleSpec(limit, period, max_burst, local))
+        return (result.as_dict(),)

@@ -112,6 +112,31 @@ def main() -> None:
     help="Worker threads, each with its own Lua runtime, for long evaluations.",
 )
 @click.option(
+    "--redis",
+    default=None,
+    envvar="POLICYD_REDIS",
+    show_envvar=True,
+    help="redis://HOST:PORT/ for throttles shared by every daemon (overrides the policy's "
+    "kumo.configure_redis_throttles; without either, throttles count in memory).",
+)
+@click.option(
+    "--redis-timeout",
+    type=float,
+    default=ServeConfig.redis_timeout,
+    envvar="POLICYD_REDIS_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a throttle waits for Redis.",
+)
+@click.option(
+    "--redis-failure",
+    type=click.Choice(["error", "allow"]),
+    default=ServeConfig.redis_failure,
+    envvar="POLICYD_REDIS_FAILURE",
+    show_envvar=True,
+    help="When Redis fails: a policy error (421 4.3.0 technical difficulties unless the "
+    "policy catches it), or count the use as not throttled.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,

@@ -27,6 +27,11 @@ class ServeConfig:
     overflow_workers: int = 2
     # HOST:PORT for the Prometheus metrics endpoint, if any.
     metrics: str | None = None
+    # Redis for shared throttles (else kumo.configure_redis_throttles, else in memory).
+    redis: str | None = None
+    # Seconds a throttle waits for Redis, and what a failure means ("error" or "allow").
+    redis_timeout: float = 0.1
+    redis_failure: str = "error"
     # Set for a worker under --workers: the supervisor reports "listening", and a
     # Reload RPC reloads the worker's siblings too.
     worker: bool = False

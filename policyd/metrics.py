@@ -21,5 +21,10 @@ POLICY_ERRORS = Counter(
     ["kind"],
 )
 INVALID_REQUESTS = Counter("policyd_invalid_requests", "Requests refused with INVALID_ARGUMENT")
+THROTTLE_FAILURES = Counter(
+    "policyd_throttle_redis_failures",
+    "Throttle uses that Redis did not answer, by what the daemon did (error or allow)",
+    ["on_failure"],
+)
 RELOADS = Counter("policyd_reloads", "Reload attempts by outcome", ["outcome"])
 REVISION = Info("policyd_revision", "The active policy revision")

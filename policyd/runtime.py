@@ -22,6 +22,7 @@ from typing import Any
 from lupa import lua54
 
 from policyd.source import PolicyError, PolicySource, Snapshot
+from policyd.throttle import SpecError, ThrottleSpec
 
 log = logging.getLogger("policyd.policy")
 
@@ -125,8 +126,12 @@ class LuaPolicy:
                 "warn": self.warnings.append,
                 "read_module": self._read_module,
                 "json_decode": self._json_decode,
+                "throttle_spec": self._throttle_spec,
+                "configure_redis": self._configure_redis,
             }
         )
+        # Set by kumo.configure_redis_throttles{node=...} while the policy loads.
+        self.redis_node: str | None = None
         lua_limits = self.lua.execute(_LIMITS, host)
         self.slice_marker: str = lua_limits.SLICE
         sandbox = self.lua.execute(_SANDBOX, host, lua_limits)
@@ -163,6 +168,18 @@ class LuaPolicy:
         if isinstance(value, dict | list):
             return self._table(value, recursive=True)
         return value
+
+    @staticmethod
+    def _throttle_spec(text: str) -> tuple[int | None, int | str, int | None, bool]:
+        """A spec's fields, or (None, the error) for kumo.make_throttle to raise."""
+        try:
+            spec = ThrottleSpec.parse(text)
+        except SpecError as e:
+            return None, str(e), None, False
+        return spec.limit, spec.period, spec.max_burst, spec.local
+
+    def _configure_redis(self, node: str) -> None:
+        self.redis_node = node
 
     def _print(self, text: str) -> None:
         log.info("policy print", extra={"policy": str(self.source), "text": text})
@@ -201,6 +218,10 @@ class LuaPolicy:
 
     def resume(self, pending: Pending, ok: bool, values: tuple[Any, ...]) -> Outcome | Pending:
         """Continues an evaluation with the outcome of its host call."""
+        table = self._table
+        values = tuple(
+            table(v, recursive=True) if isinstance(v, dict | list) else v for v in values
+        )
         try:
             step = self._resume(pending.co, pending.ctx, pending.event, ok, *values)
         except lua54.LuaError as e:

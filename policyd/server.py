@@ -29,6 +29,7 @@ from policyd.overflow import Overflow
 from policyd.service import AdminService, PolicyService
 from policyd.source import PolicySource
 from policyd.store import Engine, RevisionStore
+from policyd.throttle import Throttles
 from policyd.watch import watch
 
 log = logging.getLogger("policyd.server")
@@ -47,7 +48,8 @@ class Server:
         self.config = config
         self._on_ready = on_ready
         self.overflow = Overflow(config.overflow_workers)
-        engine = Engine(config.limits, Bridge(), self.overflow, config.max_message_size)
+        throttles = Throttles(config.redis, config.redis_timeout, config.redis_failure)
+        engine = Engine(config.limits, Bridge(throttles), self.overflow, config.max_message_size)
         self.store = RevisionStore(PolicySource.at(config.policy), engine)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
@@ -123,6 +125,7 @@ class Server:
             log.info("shutting down", extra={"grace_seconds": self.config.shutdown_grace})
             await self._grpc.stop(self.config.shutdown_grace)
         self.overflow.close()
+        await self.store.engine.bridge.throttles.close()
         log.info("stopped")
 
     async def serve(self) -> None:

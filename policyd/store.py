@@ -39,6 +39,7 @@ class Revision:
     test_cases: int
     activated_at: float
     trigger: str
+    redis_node: str | None = None  # kumo.configure_redis_throttles
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
         test_cases=len(cases),
         activated_at=time.time(),
         trigger=trigger,
+        redis_node=serving.redis_node,
     )
     return revision, checking.warnings
 
@@ -137,6 +139,14 @@ class RevisionStore:
             return Outcome.ACTIVATED, revision.id
 
     def _activate(self, revision: Revision, warnings: list[str]) -> None:
+        throttles = self.engine.bridge.throttles
+        throttles.policy_url = revision.redis_node
+        if revision.redis_node and throttles.configured_url not in (None, revision.redis_node):
+            warnings = [
+                *warnings,
+                f"kumo.configure_redis_throttles names {revision.redis_node}; "
+                f"--redis {throttles.configured_url} wins",
+            ]
         previous = self.active
         self.active = revision
         self.activations += 1

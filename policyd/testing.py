@@ -36,6 +36,7 @@ from policy.v1.headers import apply_header_changes
 from policyd.bridge import Bridge
 from policyd.evaluate import Evaluator
 from policyd.source import PolicyError, PolicySource
+from policyd.throttle import Throttles
 
 EVENT_KEYS = ("connect", "ehlo", "helo", "mail_from", "rcpt_to", "data")
 STEP_KEYS = {*EVENT_KEYS, "expect", "mode", "meta"}
@@ -282,10 +283,20 @@ async def run_cases(evaluator: Evaluator, cases: list[Case]) -> list[Failure]:
     return [f for f in [await run_case(evaluator, c) for c in cases] if f is not None]
 
 
-async def _no_sleep(seconds: float) -> tuple[()]:
-    return ()
+class FakeClock:
+    """Test time: kumo.sleep moves it on at once; throttles count by it."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def test_bridge() -> Bridge:
-    """Host functions for test runs: kumo.sleep returns at once."""
-    return Bridge({"sleep": _no_sleep})
+    """Host functions for test runs: a fake clock, throttles in memory only."""
+    clock = FakeClock()
+    return Bridge(Throttles(clock=clock.time), sleep=clock.sleep)

@@ -26,6 +26,16 @@ def _host_port(ctx: click.Context, param: click.Parameter, value: str | tuple[st
     return value
 
 
+def _labels(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
+    out = {}
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key] = val
+    return out
+
+
 def _stage_timeouts(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
     out = {}
     for item in value:
@@ -70,6 +80,23 @@ def main() -> None:
     envvar="SMTPEDGE_HOSTNAME",
     show_envvar=True,
     help="Host name used in the banner and in replies.",
+)
+@click.option(
+    "--edge-id",
+    default=None,
+    envvar="SMTPEDGE_EDGE_ID",
+    show_envvar=True,
+    help="This edge's id, conn_meta 'edge_id' in the policy  [default: the host name]",
+)
+@click.option(
+    "--meta",
+    "labels",
+    multiple=True,
+    callback=_labels,
+    envvar="SMTPEDGE_META",
+    show_envvar=True,
+    metavar="KEY=VALUE",
+    help="Listener metadata, conn_meta KEY in the policy; repeatable.",
 )
 @click.option(
     "--maildir",

@@ -15,6 +15,10 @@ class EdgeConfig:
     # Policy daemon endpoints (HOST:PORT); calls are balanced and fail over between them.
     policy_servers: tuple[str, ...] = ("127.0.0.1:50051",)
     hostname: str = field(default_factory=socket.gethostname)
+    # This edge's identity and listener metadata, visible to the policy in conn_meta
+    # ("edge_id", and each label under its own name). edge_id defaults to the hostname.
+    edge_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     maildir: Path = Path("mail")
     # Streams (each on its own connection) per endpoint; 0: one unary call per event.
     policy_streams: int = 2

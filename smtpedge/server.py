@@ -51,7 +51,10 @@ class EdgeServer:
         _raise_file_limit(config.max_connections)
         self._policy = PolicyClient(list(config.policy_servers), config.policy_streams)
         client = pb.Client(
-            edge_id=config.hostname, hostname=config.hostname, listener=config.listen
+            edge_id=config.edge_id or config.hostname,
+            hostname=config.hostname,
+            listener=config.listen,
+            labels=config.labels,
         )
         handler = PolicyHandler(self._policy, client, Maildir(config.maildir), config)
         loop = asyncio.get_running_loop()

@@ -112,6 +112,39 @@ function kumo.sleep(seconds)
   limits.call_host('sleep', false, seconds)
 end
 
+-- Throttles: counted in the host (in memory, or shared through Redis) -------
+
+local Throttle = { __metatable = false }
+Throttle.__index = Throttle
+
+function kumo.make_throttle(name, spec)
+  if type(name) ~= 'string' or type(spec) ~= 'string' then
+    error('kumo.make_throttle(name, spec): name and spec must be strings', 2)
+  end
+  local limit, period, max_burst, is_local = host.throttle_spec(spec)
+  if limit == nil then
+    error(format("kumo.make_throttle('%s', '%s'): %s", name, spec, period), 2)
+  end
+  return setmetatable({ name = name, spec = spec, limit = limit, period = period,
+                        max_burst = max_burst, is_local = is_local }, Throttle)
+end
+
+-- Counts one use. Returns {throttled, limit, remaining, reset_after, retry_after}.
+function Throttle:throttle()
+  return limits.call_host('throttle', true, self.name, self.limit, self.period, self.max_burst,
+                          self.is_local)
+end
+
+function kumo.configure_redis_throttles(params)
+  if not loading then
+    error('kumo.configure_redis_throttles can only be called while the policy loads', 2)
+  end
+  if type(params) ~= 'table' or type(params.node) ~= 'string' then
+    error("kumo.configure_redis_throttles{node = 'redis://host:port/'}: node must be a string", 2)
+  end
+  host.configure_redis(params.node)
+end
+
 -- JSON encoding of metadata values (checked when set, so an error points at
 -- the policy line that stored the bad value) --------------------------------
 
