@@ -13,6 +13,8 @@ local kumo = require 'kumo'
 local LOCAL_DOMAINS = { ['example.com'] = true, ['example.net'] = true }
 local BLOCKED_SENDER_DOMAINS = { ['spam.example'] = true }
 local MAX_RECIPIENTS = 50
+-- Per sender, across every edge and daemon sharing the Redis (in memory without one).
+local SENDER_RATE = '20/min'
 
 -- Metadata set here travels with the session to every later event, whichever
 -- daemon replica evaluates it.
@@ -35,6 +37,11 @@ kumo.on('smtp_server_mail_from', function(sender, conn_meta)
   end
   if sender.user == 'abuse' then
     kumo.disconnect(421, '4.7.0 ' .. conn_meta:get_meta('hostname') .. ' closing connection')
+  end
+  local rate = kumo.make_throttle('sender-' .. tostring(sender), SENDER_RATE):throttle()
+  if rate.throttled then
+    kumo.reject(451, ('4.7.1 too much mail from %s, try again in %d s')
+      :format(tostring(sender), rate.retry_after))
   end
   conn_meta:set_meta('x_recipients', 0)
 end)
