@@ -112,6 +112,13 @@ def main() -> None:
     help="Worker threads, each with its own Lua runtime, for long evaluations.",
 )
 @click.option(
+    "--decision-log",
+    default=ServeConfig.decision_log,
+    envvar="POLICYD_DECISION_LOG",
+    show_envvar=True,
+    help="Where one JSON line per verdict goes: - (standard output), a file path, or off.",
+)
+@click.option(
     "--redis",
     default=None,
     envvar="POLICYD_REDIS",

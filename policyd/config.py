@@ -27,6 +27,8 @@ class ServeConfig:
     overflow_workers: int = 2
     # HOST:PORT for the Prometheus metrics endpoint, if any.
     metrics: str | None = None
+    # Where the decision log goes: "-" (standard output), a file, or "off".
+    decision_log: str = "-"
     # Redis for shared throttles (else kumo.configure_redis_throttles, else in memory).
     redis: str | None = None
     # Seconds a throttle waits for Redis, and what a failure means ("error" or "allow").

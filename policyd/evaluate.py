@@ -19,6 +19,7 @@ from typing import Any
 from policy.v1 import policy_pb2 as pb
 from policyd import metrics
 from policyd.bridge import Bridge, BridgeError
+from policyd.decisions import DecisionLog
 from policyd.overflow import Overflow, OverflowLane
 from policyd.runtime import LuaPolicy, Outcome, Pending
 from policyd.source import Snapshot
@@ -195,8 +196,10 @@ class Evaluator:
         overflow: Overflow | None = None,
         snapshot: Snapshot | None = None,
         max_message_size: int = 32 * 1024 * 1024,
+        decisions: DecisionLog | None = None,
     ) -> None:
         self.policy = policy
+        self.decisions = decisions
         self.max_message_size = max_message_size
         self.limits = policy.limits
         self.bridge = bridge
@@ -226,6 +229,8 @@ class Evaluator:
         )
         if request.event not in self.handled:
             metrics.EVALUATIONS.labels(request.event, "continue").inc()
+            if self.decisions is not None:
+                self.decisions.record(request, verdict, 0.0)
             return verdict
         inputs = (predefined_meta(request), dict(request.conn_meta) or None, event_args(request))
         limit = self.limits.seconds
@@ -236,9 +241,13 @@ class Evaluator:
             lane = self._overflow.lane(policy.revision, self._snapshot, self.limits)
             left = limit - (time.monotonic() - began)
             outcome = await drive(lane, self.bridge, request.event, inputs, left, None)
-        metrics.EVALUATION_SECONDS.labels(request.event).observe(time.monotonic() - began)
+        seconds = time.monotonic() - began
+        metrics.EVALUATION_SECONDS.labels(request.event).observe(seconds)
         metrics.EVALUATIONS.labels(request.event, outcome.action).inc()
-        return self._verdict(request, verdict, outcome)
+        self._verdict(request, verdict, outcome)
+        if self.decisions is not None:
+            self.decisions.record(request, verdict, seconds)
+        return verdict
 
     def _verdict(
         self, request: pb.EvaluateRequest, verdict: pb.Verdict, outcome: Outcome

@@ -25,6 +25,7 @@ from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
 from policyd.bridge import Bridge
 from policyd.config import ServeConfig
+from policyd.decisions import DecisionLog
 from policyd.overflow import Overflow
 from policyd.service import AdminService, PolicyService
 from policyd.source import PolicySource
@@ -49,7 +50,10 @@ class Server:
         self._on_ready = on_ready
         self.overflow = Overflow(config.overflow_workers)
         throttles = Throttles(config.redis, config.redis_timeout, config.redis_failure)
-        engine = Engine(config.limits, Bridge(throttles), self.overflow, config.max_message_size)
+        self.decisions = None if config.decision_log == "off" else DecisionLog(config.decision_log)
+        engine = Engine(
+            config.limits, Bridge(throttles), self.overflow, config.max_message_size, self.decisions
+        )
         self.store = RevisionStore(PolicySource.at(config.policy), engine)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
@@ -126,6 +130,8 @@ class Server:
             await self._grpc.stop(self.config.shutdown_grace)
         self.overflow.close()
         await self.store.engine.bridge.throttles.close()
+        if self.decisions is not None:
+            self.decisions.close()
         log.info("stopped")
 
     async def serve(self) -> None:

@@ -20,6 +20,7 @@ from enum import Enum
 
 from policyd import metrics
 from policyd.bridge import Bridge
+from policyd.decisions import DecisionLog
 from policyd.evaluate import Evaluator
 from policyd.overflow import Overflow
 from policyd.runtime import Limits, LuaPolicy
@@ -63,6 +64,7 @@ class Engine:
     bridge: Bridge = field(default_factory=Bridge)
     overflow: Overflow | None = None
     max_message_size: int = 32 * 1024 * 1024
+    decisions: DecisionLog | None = None
 
 
 def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revision, list[str]]:
@@ -77,7 +79,12 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
     snapshot = Snapshot(source, checking.files)
     serving = LuaPolicy(snapshot, engine.limits)
     evaluator = Evaluator(
-        serving, engine.bridge, engine.overflow, snapshot, max_message_size=engine.max_message_size
+        serving,
+        engine.bridge,
+        engine.overflow,
+        snapshot,
+        max_message_size=engine.max_message_size,
+        decisions=engine.decisions,
     )
     revision = Revision(
         id=serving.revision,

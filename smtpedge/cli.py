@@ -9,6 +9,7 @@ import click
 
 from smtpedge import logs
 from smtpedge.config import EdgeConfig, split_host_port
+from smtpedge.relay import RelayTarget
 from smtpedge.server import EdgeServer, run
 from smtpedge.stages import Stage
 from smtpedge.workers import serve_workers
@@ -21,6 +22,15 @@ def _host_port(ctx: click.Context, param: click.Parameter, value: str | tuple[st
     for item in (value,) if isinstance(value, str) else value or ():
         try:
             split_host_port(item)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
+def _relay(value: str | None) -> str | None:
+    if value:
+        try:
+            RelayTarget.parse(value)
         except ValueError as e:
             raise click.BadParameter(str(e)) from None
     return value
@@ -105,6 +115,38 @@ def main() -> None:
     envvar="SMTPEDGE_MAILDIR",
     show_envvar=True,
     help="Maildir that accepted messages are stored in.",
+)
+@click.option(
+    "--relay",
+    default=None,
+    envvar="SMTPEDGE_RELAY",
+    show_envvar=True,
+    callback=lambda ctx, param, value: _relay(value),
+    help="Relay to an upstream MTA (smtp://HOST:PORT or lmtp://HOST:PORT, "
+    "?starttls=require|opportunistic, &verify=no) instead of storing in the Maildir.",
+)
+@click.option(
+    "--relay-timeout",
+    type=float,
+    default=_DEFAULTS.relay_timeout,
+    envvar="SMTPEDGE_RELAY_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to wait for the upstream at each step (then 451 4.4.1).",
+)
+@click.option(
+    "--relay-pool",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.relay_pool,
+    envvar="SMTPEDGE_RELAY_POOL",
+    show_envvar=True,
+    help="Idle upstream connections kept for reuse.",
+)
+@click.option(
+    "--received-header/--no-received-header",
+    default=_DEFAULTS.received_header,
+    envvar="SMTPEDGE_RECEIVED_HEADER",
+    show_envvar=True,
+    help="Prepend a Received: trace header to accepted messages.",
 )
 @click.option(
     "--policy-streams",

@@ -20,6 +20,13 @@ class EdgeConfig:
     edge_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     maildir: Path = Path("mail")
+    # smtp://HOST:PORT or lmtp://HOST:PORT to relay to instead of storing in the Maildir.
+    relay: str | None = None
+    # Seconds to wait for the upstream at each step, and idle connections kept for reuse.
+    relay_timeout: float = 30.0
+    relay_pool: int = 8
+    # Prepend a Received: trace header to accepted messages.
+    received_header: bool = True
     # Streams (each on its own connection) per endpoint; 0: one unary call per event.
     policy_streams: int = 2
     # Seconds the edge waits for a verdict, and per-stage exceptions.

@@ -8,8 +8,8 @@ policy lets the command proceed, the rendered verdict otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope
@@ -18,11 +18,12 @@ from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
 from smtpedge import metrics
 from smtpedge.config import EdgeConfig
-from smtpedge.maildir import Maildir
+from smtpedge.delivery import Delivery
 from smtpedge.policy_client import PolicyClient
 from smtpedge.replies import Reply, render
 from smtpedge.session import EdgeSession, new_id
 from smtpedge.stages import EVENT_STAGE
+from smtpedge.trace import protocol, received_header
 
 log = logging.getLogger("smtpedge.session")
 
@@ -43,12 +44,12 @@ def ehlo_reply(hostname: str, extensions: list[str]) -> Reply:
 
 class PolicyHandler:
     def __init__(
-        self, policy: PolicyClient, client: pb.Client, maildir: Maildir, config: EdgeConfig
+        self, policy: PolicyClient, client: pb.Client, delivery: Delivery, config: EdgeConfig
     ) -> None:
         self.policy = policy
         self.client = client
         self.hostname = client.hostname
-        self.maildir = maildir
+        self.delivery = delivery
         self.config = config
         # aiosmtpd's hook table ("EHLO" -> handle_EHLO, ...), worked out once.
         self.hooks = {
@@ -115,6 +116,7 @@ class PolicyHandler:
         hostname: str,
         responses: list[str],
     ) -> list[str | Reply]:
+        await self.delivery.reset(session)
         extensions = [r[4:] for r in responses[1:-1]] + [*EXTRA_EXTENSIONS, responses[-1][4:]]
         verdict, reply = await self.ask(
             session,
@@ -133,6 +135,7 @@ class PolicyHandler:
     async def handle_HELO(
         self, server: SMTP, session: EdgeSession, envelope: Envelope, hostname: str
     ) -> str | Reply:
+        await self.delivery.reset(session)
         _, reply = await self.ask(
             session, "smtp_server_ehlo", ehlo=pb.EhloArgs(domain=hostname, helo=True)
         )
@@ -158,6 +161,9 @@ class PolicyHandler:
         )
         if reply is not None:
             return reply
+        reply = await self.delivery.mail(session, sender, options)
+        if reply is not None:
+            return reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -177,6 +183,9 @@ class PolicyHandler:
             "smtp_server_rcpt_to",
             rcpt_to=pb.RcptToArgs(recipient=address, params=options),
         )
+        if reply is not None:
+            return reply
+        reply = await self.delivery.rcpt(session, address)
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)
@@ -203,24 +212,30 @@ class PolicyHandler:
                 ),
             )
             if reply is not None:
+                await self.delivery.reset(session)  # the transaction is over
                 return reply
             assert verdict is not None
             data = apply_header_changes(data, verdict.header_changes)
             msg_meta.update(verdict.msg_meta_set)
-        loop = asyncio.get_running_loop()
-        try:
-            name = await loop.run_in_executor(None, self.maildir.deliver, data, message_id)
-        except OSError:
-            log.exception("cannot store message", extra={"session_id": session.id})
-            return f"451 4.3.0 {self.hostname} cannot store the message now, try again later"
-        log.info(
-            "accepted",
-            extra={
-                "session_id": session.id,
-                "message_id": message_id,
-                "file": name,
-                "recipients": len(envelope.rcpt_tos),
-                "bytes": len(data),
-            },
+        if self.config.received_header:
+            data = self._received(session, envelope, message_id) + data
+        return await self.delivery.deliver(session, sender, envelope.rcpt_tos, data, message_id)
+
+    def _received(self, session: EdgeSession, envelope: Envelope, message_id: str) -> bytes:
+        facts = session.facts
+        return received_header(
+            ehlo=facts.ehlo_domain,
+            peer_ip=facts.peer_ip,
+            hostname=self.hostname,
+            protocol=protocol(session.extended_smtp, facts.HasField("tls"), facts.HasField("auth")),
+            message_id=message_id,
+            recipients=envelope.rcpt_tos,
+            when=datetime.now(UTC),
         )
-        return f"250 OK id={message_id}"
+
+    async def handle_RSET(self, server: SMTP, session: EdgeSession, envelope: Envelope) -> str:
+        await self.delivery.reset(session)
+        return "250 OK"
+
+    async def session_ended(self, session: EdgeSession) -> None:
+        await self.delivery.reset(session)

@@ -134,6 +134,7 @@ class EdgeSMTP(SMTP):
             return
         self._sessions.discard(self)
         log.debug("session closed", extra=self._log_fields())
+        self.loop.create_task(self.event_handler.session_ended(self.session))
         super().connection_lost(error)
 
     def _log_fields(self) -> dict[str, Any]:

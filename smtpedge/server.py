@@ -19,10 +19,12 @@ from prometheus_client import start_http_server
 
 from policy.v1 import policy_pb2 as pb
 from smtpedge.config import EdgeConfig, split_host_port
+from smtpedge.delivery import Delivery, MaildirDelivery, RelayDelivery
 from smtpedge.handler import PolicyHandler
 from smtpedge.maildir import Maildir
 from smtpedge.policy_client import PolicyClient
 from smtpedge.protocol import EdgeSMTP
+from smtpedge.relay import Relay, RelayTarget
 
 log = logging.getLogger("smtpedge.server")
 
@@ -56,7 +58,8 @@ class EdgeServer:
             listener=config.listen,
             labels=config.labels,
         )
-        handler = PolicyHandler(self._policy, client, Maildir(config.maildir), config)
+        self._delivery = self._make_delivery()
+        handler = PolicyHandler(self._policy, client, self._delivery, config)
         loop = asyncio.get_running_loop()
 
         def factory() -> EdgeSMTP:
@@ -84,11 +87,23 @@ class EdgeServer:
                 "address": f"{host}:{bound[1]}",
                 "hostname": config.hostname,
                 "policy_servers": list(config.policy_servers),
-                "maildir": str(config.maildir),
+                "delivery": config.relay or str(config.maildir),
             },
         )
         if self._on_ready is not None:
             self._on_ready()
+
+    def _make_delivery(self) -> Delivery:
+        config = self.config
+        if config.relay:
+            relay = Relay(
+                RelayTarget.parse(config.relay),
+                config.hostname,
+                config.relay_timeout,
+                config.relay_pool,
+            )
+            return RelayDelivery(relay, config.hostname)
+        return MaildirDelivery(Maildir(config.maildir), config.hostname)
 
     async def shutdown(self) -> None:
         log.info("shutting down", extra={"sessions": len(self.sessions)})
@@ -104,6 +119,7 @@ class EdgeServer:
                 session.transport.abort()
         if self._policy is not None:
             await self._policy.close()
+        await self._delivery.close()
         log.info("stopped")
 
     async def serve(self) -> None:

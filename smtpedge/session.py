@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from typing import Any
 
 from aiosmtpd.smtp import Session
 
@@ -26,6 +27,9 @@ class EdgeSession(Session):
         self.conn_meta: dict[str, str] = {}
         # The session facts sent with every request.
         self.facts = pb.Session(id=self.id)
+        # Relay mode: the upstream connection of the transaction in progress.
+        self.upstream: Any = None
+        self.upstream_recipients = 0
 
     def bind(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername") or ("", 0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mailstore import Stored, read_maildir
 from tests.procs import Proc, start_daemon, start_edge
 from tests.smtpclient import RawClient
 
@@ -26,8 +27,11 @@ class Stack:
         return self.workdir / "mail"
 
     def stored(self) -> list[bytes]:
-        new = self.maildir / "new"
-        return [p.read_bytes() for p in sorted(new.iterdir())] if new.exists() else []
+        """The stored messages, after the edge's envelope and Received lines."""
+        return [entry.message for entry in read_maildir(self.maildir)]
+
+    def stored_entries(self) -> list[Stored]:
+        return read_maildir(self.maildir)
 
     def client(self) -> RawClient:
         return RawClient(self.port)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.mailstore import read_maildir
 from tests.procs import start_daemon, start_edge
 from tests.smtpclient import RawClient
 
@@ -93,11 +94,10 @@ class Traffic:
 
 def stored_subjects(maildir: Path) -> dict[int, bytes]:
     out = {}
-    for path in (maildir / "new").glob("*"):
-        data = path.read_bytes()
-        match = re.search(rb"^Subject: message (\d+)\r\n", data, re.M)
-        assert match, data
-        out[int(match.group(1))] = data
+    for entry in read_maildir(maildir):
+        match = re.search(rb"^Subject: message (\d+)\r\n", entry.message, re.M)
+        assert match, entry.raw
+        out[int(match.group(1))] = entry.message
     return out
 
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.mailstore import read_maildir
 from tests.smtpclient import RawClient
 
 POLICY = "kumo.on('smtp_server_mail_from', function(sender) end)"
@@ -192,7 +193,7 @@ def test_the_edge_still_serves_after_the_corpus(edge) -> None:
         client.command(b"DATA")
         client.send(b"Subject: after the corpus\r\n\r\n..dot-stuffed\r\n.\r\n")
         assert client.reply().startswith(b"250 OK id=")
-    stored = [p.read_bytes() for p in (workdir / "mail" / "new").iterdir()]
+    stored = [entry.message for entry in read_maildir(workdir / "mail")]
     assert stored == [b"Subject: after the corpus\r\n\r\n.dot-stuffed\r\n"]
     assert proc.popen.poll() is None
     assert not [e for e in proc.log_lines() if e.get("level") in ("ERROR", "CRITICAL")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.mailstore import read_maildir
 from tests.smtpclient import RawClient
 
 H = b"mx.test"
@@ -82,9 +83,7 @@ def matrix(tmp_path_factory):
 
 
 def stored_with(workdir, marker: bytes) -> list[bytes]:
-    return [
-        m for m in ((p.read_bytes()) for p in (workdir / "mail" / "new").glob("*")) if marker in m
-    ]
+    return [e.message for e in read_maildir(workdir / "mail") if marker in e.message]
 
 
 @pytest.mark.parametrize(("instr", "code", "closes", "follow"), CASES, ids=IDS)

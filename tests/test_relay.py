@@ -1,0 +1,286 @@
+"""Relay mode: the transaction goes to a real upstream MTA while the client waits."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.procs import Proc, start_daemon, start_edge
+from tests.smtpclient import RawClient
+
+POLICY = r"""
+kumo.on('smtp_server_rcpt_to', function(rcpt)
+  if rcpt.user == 'policy-refused' then kumo.reject(550, '5.7.1 refused by policy') end
+end)
+kumo.on('smtp_server_data', function(msg)
+  if msg:get_first_named_header_value('X-Policy-Reject') then
+    kumo.reject(554, '5.7.1 refused by policy at data')
+  end
+end)
+"""
+
+RECEIVED = re.compile(rb"\AReceived: from client\.test \(\[127\.0\.0\.1\]\)\r\n"
+                      rb"\tby mx\.test \(smtpedge\) with ESMTP id ([0-9a-f]{16});?\r\n"
+                      rb"\t(?:for <[^>]+>; )?[^\r\n]+\r\n")  # fmt: skip
+
+
+class Upstream:
+    def __init__(self, workdir: Path, *args: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.dir = workdir / "upstream"
+        self.proc = Proc(
+            [sys.executable, "-m", "tests.upstream_sink", "--dir", str(self.dir), *args],
+            workdir / "upstream.log",
+        )
+        self.port = int(self.proc.wait_listening().rsplit(":", 1)[1])
+
+    def messages(self) -> list[tuple[bytes, dict]]:
+        numbers = sorted(int(p.stem) for p in self.dir.glob("*.eml"))
+        return [
+            ((self.dir / f"{n}.eml").read_bytes(), json.loads((self.dir / f"{n}.json").read_text()))
+            for n in numbers
+        ]
+
+    def connections(self) -> int:
+        return sum(1 for e in self.proc.log_lines() if e.get("msg") == "connection")
+
+
+@pytest.fixture
+def relay(tmp_path):
+    """Starts an upstream (with args) and a daemon + edge relaying to it."""
+    procs: list[Proc] = []
+
+    def start(*upstream_args: str, url: str = "smtp://127.0.0.1:{port}", edge_args=()):
+        upstream = Upstream(tmp_path, *upstream_args)
+        procs.append(upstream.proc)
+        (tmp_path / "policy.lua").write_text(POLICY)
+        daemon, address = start_daemon(tmp_path / "policy.lua", tmp_path)
+        procs.append(daemon)
+        edge, port = start_edge(
+            address, tmp_path, "--relay", url.format(port=upstream.port), *edge_args
+        )
+        procs.append(edge)
+        return upstream, port, edge
+
+    yield start
+    for proc in reversed(procs):
+        proc.stop()
+
+
+def transaction(port: int, sender: bytes, recipients: list[bytes], body: bytes) -> list[bytes]:
+    """The replies to MAIL, each RCPT, DATA and the message (stops at a refused DATA)."""
+    with RawClient(port) as client:
+        client.reply()
+        client.command(b"EHLO client.test")
+        replies = [client.command(b"MAIL FROM:<" + sender + b">")]
+        replies += [client.command(b"RCPT TO:<" + r + b">") for r in recipients]
+        replies.append(client.command(b"DATA"))
+        if replies[-1].startswith(b"354"):
+            client.send(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+            replies.append(client.reply())
+        client.command(b"QUIT")
+    return replies
+
+
+BODIES = [
+    b"Subject: plain\r\nTo: b@example.com\r\n\r\nHello.\r\n",
+    b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n",
+    "Subject: utf-8 é\r\n\r\nGrüße, 日本\r\n".encode(),
+    b"Subject: long\r\n\r\n" + b"x" * 998 + b"\r\n" + b"\r\n" * 3,
+    b"Subject: no body\r\n\r\n",
+]
+
+
+def test_relayed_messages_arrive_byte_identical_apart_from_the_trace_header(relay) -> None:
+    upstream, port, edge = relay()
+    ids = []
+    for n, body in enumerate(BODIES):
+        recipients = [b"b@example.com"] if n % 2 else [b"b@example.com", b"c@example.net"]
+        replies = transaction(port, b"a@example.com", recipients, body)
+        assert replies[0] == b"250 OK\r\n" and replies[-2].startswith(b"354")
+        assert all(r == b"250 OK\r\n" for r in replies[1:-2])
+        assert replies[-1].startswith(b"250 OK id=")
+        ids.append(replies[-1][len(b"250 OK id=") :].strip())
+    got = upstream.messages()
+    assert len(got) == len(BODIES)
+    for (data, envelope), body, message_id in zip(got, BODIES, ids, strict=True):
+        match = RECEIVED.match(data)
+        assert match, data[:300]
+        assert match.group(1) == message_id
+        assert data[match.end() :] == body  # byte for byte
+        assert envelope["sender"] == "a@example.com"
+    assert got[1][1]["recipients"] == ["b@example.com"]
+    assert got[0][1]["recipients"] == ["b@example.com", "c@example.net"]
+    relayed = [e for e in edge.log_lines() if e.get("msg") == "relayed"]
+    assert [e["message_id"] for e in relayed] == [i.decode() for i in ids]
+
+
+def test_upstream_refusals_reach_the_client_as_worded(relay) -> None:
+    upstream, port, _ = relay()
+    assert transaction(port, b"refuse-sender@example.com", [], b"")[0] == (
+        b"553 5.7.1 sender refused by upstream\r\n"
+    )
+    replies = transaction(
+        port,
+        b"a@example.com",
+        [b"temp-fail@example.com", b"ok@example.com", b"perm-fail@example.com"],
+        b"Subject: partly\r\n\r\nbody\r\n",
+    )
+    assert replies[1] == b"450 4.2.0 <temp-fail@example.com>: mailbox busy upstream\r\n"
+    assert replies[2] == b"250 OK\r\n"
+    assert replies[3] == (
+        b"550-5.1.1 <perm-fail@example.com>: no such user upstream\r\n550 5.1.1 second line\r\n"
+    )
+    assert replies[-1].startswith(b"250 OK id=")
+    for code in (b"451", b"554"):
+        body = b"X-Upstream-Reply: " + code + b"\r\nSubject: refused\r\n\r\nbody\r\n"
+        replies = transaction(port, b"a@example.com", [b"b@example.com"], body)
+        assert replies[-1] == code + b" " + code[:1] + b".0.0 upstream refuses this message\r\n"
+    assert [env["recipients"] for _, env in upstream.messages()] == [["ok@example.com"]]
+
+
+def test_policy_verdicts_come_first(relay) -> None:
+    upstream, port, _ = relay()
+    replies = transaction(
+        port,
+        b"a@example.com",
+        [b"policy-refused@example.com", b"ok@example.com"],
+        b"X-Policy-Reject: yes\r\n\r\nbody\r\n",
+    )
+    assert replies[1] == b"550 5.7.1 refused by policy\r\n"
+    assert replies[-1] == b"554 5.7.1 refused by policy at data\r\n"
+    replies = transaction(
+        port, b"a@example.com", [b"ok@example.com"], b"Subject: fine\r\n\r\nb\r\n"
+    )
+    assert replies[-1].startswith(b"250 OK id=")
+    # The upstream saw only the second transaction (the first was reset there).
+    assert [env["recipients"] for _, env in upstream.messages()] == [["ok@example.com"]]
+
+
+UNAVAILABLE = re.compile(rb"\A451 4\.4\.1 mx\.test upstream not available, try again later\r\n\Z")
+
+
+def test_an_unreachable_upstream_gives_451_and_never_250(relay) -> None:
+    upstream, port, _ = relay()
+    upstream.proc.stop()
+    assert UNAVAILABLE.match(transaction(port, b"a@example.com", [b"b@example.com"], b"")[0])
+    # Down in the middle of a transaction: DATA is not acknowledged.
+    upstream2 = Upstream(upstream.dir.parent / "again", "--listen", f"127.0.0.1:{upstream.port}")
+    try:
+        with RawClient(port) as client:
+            client.reply()
+            client.command(b"EHLO client.test")
+            assert client.command(b"MAIL FROM:<a@example.com>") == b"250 OK\r\n"
+            assert client.command(b"RCPT TO:<b@example.com>") == b"250 OK\r\n"
+            upstream2.proc.stop()
+            assert client.command(b"DATA").startswith(b"354")
+            client.send(b"Subject: lost\r\n\r\nbody\r\n.\r\n")
+            assert UNAVAILABLE.match(client.reply())
+    finally:
+        upstream2.proc.stop()
+    assert upstream2.messages() == []
+
+
+def test_a_slow_upstream_gives_451(relay) -> None:
+    _, port, _ = relay("--delay", "3", edge_args=("--relay-timeout", "0.5"))
+    began = time.monotonic()
+    reply = transaction(port, b"a@example.com", [b"b@example.com"], b"")[0]
+    assert UNAVAILABLE.match(reply)
+    assert time.monotonic() - began < 2.5
+
+
+def test_upstream_connections_are_reused(relay) -> None:
+    upstream, port, _ = relay()
+    for n in range(6):
+        replies = transaction(
+            port, b"a@example.com", [b"b@example.com"], b"Subject: %d\r\n\r\n" % n
+        )
+        assert replies[-1].startswith(b"250 OK id=")
+    assert len(upstream.messages()) == 6
+    assert upstream.connections() == 1
+
+
+def test_lmtp_upstream(relay) -> None:
+    upstream, port, _ = relay("--lmtp", url="lmtp://127.0.0.1:{port}")
+    ok = transaction(port, b"a@example.com", [b"b@example.com", b"c@example.com"], b"S: 1\r\n\r\n")
+    assert ok[-1].startswith(b"250 OK id=")
+    assert sorted(env["recipients"][0] for _, env in upstream.messages()) == [
+        "b@example.com",
+        "c@example.com",
+    ]
+    refused = transaction(
+        port, b"a@example.com", [b"d@example.com", b"perm-fail-data@example.com"], b"S: 2\r\n\r\n"
+    )
+    assert refused[-1] == b"552 5.2.2 <perm-fail-data@example.com> over quota for good upstream\r\n"
+
+
+@pytest.fixture
+def certificate(tmp_path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "upstream.crt", tmp_path / "upstream.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=upstream.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_starttls_to_the_upstream(relay, certificate) -> None:
+    cert, key = certificate
+    upstream, port, _ = relay(
+        "--tls-cert", str(cert), "--tls-key", str(key),
+        url="smtp://127.0.0.1:{port}?starttls=require&verify=no",
+    )  # fmt: skip
+    replies = transaction(port, b"a@example.com", [b"b@example.com"], b"Subject: tls\r\n\r\n")
+    assert replies[-1].startswith(b"250 OK id=")
+    ((_, envelope),) = upstream.messages()
+    assert envelope["tls"] is True
+
+
+def test_starttls_required_but_not_offered_is_451(relay) -> None:
+    upstream, port, _ = relay(url="smtp://127.0.0.1:{port}?starttls=require")
+    assert UNAVAILABLE.match(transaction(port, b"a@example.com", [b"b@example.com"], b"")[0])
+    assert upstream.messages() == []
+
+
+def test_a_postfix_smtp_sink_upstream(tmp_path) -> None:
+    """Postfix's smtp-sink, a third-party server, as the upstream."""
+    import shutil
+    import tempfile
+
+    from tests.test_failover import free_port
+
+    exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    dump = Path(tempfile.mkdtemp(prefix="smtp-sink-"))  # reachable by the user it runs as
+    dump.chmod(0o777)
+    sink_port = free_port()
+    sink = subprocess.Popen(
+        [exe, "-u", "nobody", "-d", f"{dump}/%M.", f"127.0.0.1:{sink_port}", "10"]
+    )
+    (tmp_path / "policy.lua").write_text(POLICY)
+    daemon, address = start_daemon(tmp_path / "policy.lua", tmp_path)
+    edge, port = start_edge(address, tmp_path, "--relay", f"smtp://127.0.0.1:{sink_port}")
+    try:
+        replies = transaction(
+            port, b"a@example.com", [b"b@example.com"], b"Subject: to smtp-sink\r\n\r\nhello\r\n"
+        )
+        assert replies[-1].startswith(b"250 OK id=")
+        deadline = time.monotonic() + 5
+        while not list(dump.iterdir()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (dumped,) = [p.read_bytes() for p in dump.iterdir()]
+        assert b"by mx.test (smtpedge) with ESMTP id " in dumped
+        assert b"Subject: to smtp-sink\n\nhello\n" in dumped
+    finally:
+        edge.stop()
+        daemon.stop()
+        sink.terminate()
+        sink.wait(5)
+        shutil.rmtree(dump, ignore_errors=True)
