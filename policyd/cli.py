@@ -24,7 +24,7 @@ def main() -> None:
 @main.command()
 @click.option(
     "--policy",
-    type=click.Path(exists=True, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     envvar="POLICYD_POLICY",
     show_envvar=True,
@@ -119,6 +119,21 @@ def main() -> None:
     help="Where one JSON line per verdict goes: - (standard output), a file path, or off.",
 )
 @click.option(
+    "--dry-run/--no-dry-run",
+    default=False,
+    envvar="POLICYD_DRY_RUN",
+    show_envvar=True,
+    help="Evaluate and log every decision (marked dry_run) but tell edges to continue.",
+)
+@click.option(
+    "--wait-for-policy/--no-wait-for-policy",
+    default=False,
+    envvar="POLICYD_WAIT_FOR_POLICY",
+    show_envvar=True,
+    help="Start even when the policy is missing or broken: health reports NOT_SERVING "
+    "and calls get UNAVAILABLE until a good revision loads.",
+)
+@click.option(
     "--redis",
     default=None,
     envvar="POLICYD_REDIS",
@@ -194,7 +209,8 @@ def serve(
         if workers == 1:
             run(Server(config).serve(), loop)
         else:
-            prepare(PolicySource.at(policy), "startup", Engine(limits))  # refuse a broken one now
+            if not config.wait_for_policy:  # refuse a broken policy before starting workers
+                prepare(PolicySource.at(policy), "startup", Engine(limits))
             sys.exit(serve_workers(config, workers, loop, log_level))
     except PolicyError as e:
         click.echo(f"policyd: cannot load policy {policy}: {e}", err=True)

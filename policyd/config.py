@@ -29,6 +29,11 @@ class ServeConfig:
     metrics: str | None = None
     # Where the decision log goes: "-" (standard output), a file, or "off".
     decision_log: str = "-"
+    # Evaluate and log every decision, but tell edges to continue.
+    dry_run: bool = False
+    # Start (NOT_SERVING) even when the policy is missing or broken, and serve once
+    # a good revision loads.
+    wait_for_policy: bool = False
     # Redis for shared throttles (else kumo.configure_redis_throttles, else in memory).
     redis: str | None = None
     # Seconds a throttle waits for Redis, and what a failure means ("error" or "allow").

@@ -75,6 +75,8 @@ def entry(request: pb.EvaluateRequest, verdict: pb.Verdict, seconds: float) -> d
         line.update(code=verdict.code, text=verdict.text, mode=MODE_NAMES.get(verdict.mode))
     if verdict.error:
         line["error"] = verdict.error
+    if verdict.dry_run:
+        line["dry_run"] = True  # the client was told to continue
     return line
 
 

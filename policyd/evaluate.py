@@ -138,6 +138,19 @@ def event_args(request: pb.EvaluateRequest) -> dict[str, Any]:
     return {}
 
 
+def _continue_instead(verdict: pb.Verdict) -> pb.Verdict:
+    """A dry run's answer: continue, keeping only the session's metadata changes
+    (later events evaluate as they would have), not headers or extensions."""
+    return pb.Verdict(
+        request_id=verdict.request_id,
+        action=pb.ACTION_CONTINUE,
+        meta_set=verdict.meta_set,
+        revision=verdict.revision,
+        decision_id=verdict.decision_id,
+        dry_run=True,
+    )
+
+
 class InlineLane:
     """Runs an evaluation's steps right here, on the event loop's thread."""
 
@@ -197,9 +210,11 @@ class Evaluator:
         snapshot: Snapshot | None = None,
         max_message_size: int = 32 * 1024 * 1024,
         decisions: DecisionLog | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.policy = policy
         self.decisions = decisions
+        self.dry_run = dry_run
         self.max_message_size = max_message_size
         self.limits = policy.limits
         self.bridge = bridge
@@ -245,9 +260,12 @@ class Evaluator:
         metrics.EVALUATION_SECONDS.labels(request.event).observe(seconds)
         metrics.EVALUATIONS.labels(request.event, outcome.action).inc()
         self._verdict(request, verdict, outcome)
+        dry_run = (self.dry_run or request.dry_run) and request.event != "smtp_server_auth_plain"
+        if dry_run:
+            verdict.dry_run = True
         if self.decisions is not None:
             self.decisions.record(request, verdict, seconds)
-        return verdict
+        return _continue_instead(verdict) if dry_run else verdict
 
     def _verdict(
         self, request: pb.EvaluateRequest, verdict: pb.Verdict, outcome: Outcome

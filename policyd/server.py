@@ -17,8 +17,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from policy.v1 import policy_pb2 as pb
@@ -28,7 +29,7 @@ from policyd.config import ServeConfig
 from policyd.decisions import DecisionLog
 from policyd.overflow import Overflow
 from policyd.service import AdminService, PolicyService
-from policyd.source import PolicySource
+from policyd.source import PolicyError, PolicySource
 from policyd.store import Engine, RevisionStore
 from policyd.throttle import Throttles
 from policyd.watch import watch
@@ -36,7 +37,9 @@ from policyd.watch import watch
 log = logging.getLogger("policyd.server")
 
 POLICY_SERVICE = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
+ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["PolicyAdmin"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def bound_address(listen: str, port: int) -> str:
@@ -52,17 +55,32 @@ class Server:
         throttles = Throttles(config.redis, config.redis_timeout, config.redis_failure)
         self.decisions = None if config.decision_log == "off" else DecisionLog(config.decision_log)
         engine = Engine(
-            config.limits, Bridge(throttles), self.overflow, config.max_message_size, self.decisions
+            config.limits,
+            Bridge(throttles),
+            self.overflow,
+            config.max_message_size,
+            self.decisions,
+            config.dry_run,
         )
-        self.store = RevisionStore(PolicySource.at(config.policy), engine)
+        source = PolicySource.at(config.policy, must_exist=not config.wait_for_policy)
+        self.store = RevisionStore(source, engine)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._grpc: grpc.aio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
     async def startup(self) -> None:
-        """Loads the first revision (PolicyError if it is not fit to serve), then serves."""
-        await self.store.load_initial()
+        """Loads the first revision (PolicyError if it is not fit to serve), then serves.
+
+        With wait_for_policy, a policy that does not load is reported and the daemon
+        serves anyway: NOT_SERVING, until a good revision is activated.
+        """
+        try:
+            await self.store.load_initial()
+        except PolicyError as e:
+            if not self.config.wait_for_policy:
+                raise
+            self.store.record_failure("startup", str(e))
         # Long-lived startup objects leave the collector's view, and young
         # collections happen less often: fewer, shorter pauses per decision.
         gc.freeze()
@@ -81,8 +99,11 @@ class Server:
         relay = self._relay_reload if self.config.worker else None
         pb_grpc.add_PolicyAdminServicer_to_server(AdminService(self.store, relay), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        for service in ("", POLICY_SERVICE):
-            await self.health.set(service, SERVING)
+        await self._report_health()
+        self.store.listeners.add(lambda _: self._spawn(self._report_health()))
+        reflection.enable_server_reflection(
+            (POLICY_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
         try:
             port = server.add_insecure_port(self.config.listen)
         except RuntimeError:
@@ -112,6 +133,12 @@ class Server:
     def _relay_reload() -> None:
         """Under --workers: the supervisor sends every worker SIGHUP."""
         os.kill(os.getppid(), signal.SIGHUP)
+
+    async def _report_health(self) -> None:
+        """SERVING exactly while a policy revision is active."""
+        status = SERVING if self.store.active is not None else NOT_SERVING
+        for service in ("", POLICY_SERVICE):
+            await self.health.set(service, status)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

@@ -30,6 +30,10 @@ def policy_info(revision: Revision) -> pb.PolicyInfo:
     return pb.PolicyInfo(revision=revision.id, handled_events=revision.handlers)
 
 
+class NoPolicy(Exception):
+    message = "no policy revision is active"
+
+
 _END = object()  # a stream's caller is done and every answer is out
 _CLOSE = object()  # the daemon is stopping: answer what was asked, then end
 Outgoing = pb.Verdict | pb.PolicyInfo | pb.RequestError
@@ -85,6 +89,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         def activated(revision: Revision) -> None:
             out.put_nowait(policy_info(revision))
 
+        if self.store.active is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NoPolicy.message)
         self.store.listeners.add(activated)
         self._streams.add(out)
         reader = asyncio.create_task(read())

@@ -38,8 +38,13 @@ class PolicySource:
     entry: str  # path of the entry file relative to root
 
     @classmethod
-    def at(cls, path: str | Path) -> PolicySource:
+    def at(cls, path: str | Path, must_exist: bool = True) -> PolicySource:
+        """The policy at `path`; with must_exist False, one that may appear there later."""
         path = Path(path)
+        if not must_exist and not path.is_file() and not (path / ENTRY).is_file():
+            if path.suffix == ".lua":
+                return cls(path.resolve().parent, path.name)
+            return cls(path.resolve(), ENTRY)
         if path.is_dir():
             if not (path / ENTRY).is_file():
                 raise PolicyError(f"{path}: policy directory has no {ENTRY}")

@@ -65,6 +65,7 @@ class Engine:
     overflow: Overflow | None = None
     max_message_size: int = 32 * 1024 * 1024
     decisions: DecisionLog | None = None
+    dry_run: bool = False
 
 
 def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revision, list[str]]:
@@ -85,6 +86,7 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
         snapshot,
         max_message_size=engine.max_message_size,
         decisions=engine.decisions,
+        dry_run=engine.dry_run,
     )
     revision = Revision(
         id=serving.revision,
@@ -126,17 +128,7 @@ class RevisionStore:
                     prepare, self.source, trigger, self.engine
                 )
             except PolicyError as e:
-                metrics.RELOADS.labels("failed").inc()
-                self.failures += 1
-                self.last_failure = ReloadFailure(time.time(), trigger, str(e))
-                log.error(
-                    "policy reload failed",
-                    extra={
-                        "trigger": trigger,
-                        "error": str(e),
-                        "serving": self.active.id if self.active else None,
-                    },
-                )
+                self.record_failure(trigger, str(e))
                 return Outcome.FAILED, str(e)
             if self.active is not None and revision.id == self.active.id:
                 metrics.RELOADS.labels("unchanged").inc()
@@ -144,6 +136,19 @@ class RevisionStore:
                 return Outcome.UNCHANGED, revision.id
             self._activate(revision, warnings)
             return Outcome.ACTIVATED, revision.id
+
+    def record_failure(self, trigger: str, error: str) -> None:
+        metrics.RELOADS.labels("failed").inc()
+        self.failures += 1
+        self.last_failure = ReloadFailure(time.time(), trigger, error)
+        log.error(
+            "policy reload failed",
+            extra={
+                "trigger": trigger,
+                "error": error,
+                "serving": self.active.id if self.active else None,
+            },
+        )
 
     def _activate(self, revision: Revision, warnings: list[str]) -> None:
         throttles = self.engine.bridge.throttles

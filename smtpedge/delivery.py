@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from smtpedge import metrics
 from smtpedge.maildir import Maildir
 from smtpedge.relay import Relay, UpstreamError, UpstreamReply
 from smtpedge.replies import Reply
@@ -33,7 +34,9 @@ class Delivery(Protocol):
     async def close(self) -> None: ...
 
 
-def accepted(message_id: str) -> str:
+def accepted(message_id: str, size: int) -> str:
+    metrics.MESSAGES_ACCEPTED.inc()
+    metrics.MESSAGE_BYTES.inc(size)
     return f"250 OK id={message_id}"
 
 
@@ -69,7 +72,7 @@ class MaildirDelivery:
                 "bytes": len(stored),
             },
         )
-        return accepted(message_id)
+        return accepted(message_id, len(stored))
 
     async def reset(self, session: EdgeSession) -> None:
         return None
@@ -164,7 +167,7 @@ class RelayDelivery:
         )
         if refused:  # LMTP: acknowledged only when every recipient is
             return _passed_back(refused[0])
-        return accepted(message_id)
+        return accepted(message_id, len(data))
 
     async def reset(self, session: EdgeSession) -> None:
         upstream, session.upstream = session.upstream, None

@@ -9,6 +9,7 @@ policy lets the command proceed, the rendered verdict otherwise.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,7 +75,9 @@ class PolicyHandler:
             conn_meta=session.conn_meta,
             **args,
         )
+        began = time.monotonic()
         verdict = await self.policy.evaluate(request, self.config.timeout(stage))
+        metrics.POLICY_CALL_SECONDS.labels(stage.value).observe(time.monotonic() - began)
         if verdict is None:
             if stage in self.config.fail_open:
                 metrics.POLICY_FAIL_OPEN.labels(stage.value).inc()

@@ -127,12 +127,15 @@ class EdgeSMTP(SMTP):
         super().connection_made(transport)
         self.session.bind(transport)
         self._sessions.add(self)
+        metrics.SESSIONS.inc()
+        metrics.SESSIONS_OPEN.inc()
         log.debug("session opened", extra=self._log_fields())
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
         self._sessions.discard(self)
+        metrics.SESSIONS_OPEN.dec()
         log.debug("session closed", extra=self._log_fields())
         self.loop.create_task(self.event_handler.session_ended(self.session))
         super().connection_lost(error)
@@ -183,11 +186,16 @@ class EdgeSMTP(SMTP):
 
     async def push(self, status: AnyStr | Reply) -> None:
         if isinstance(status, Reply):
-            self._writer.write(status.encode())
+            data = status.encode()
         else:
             if isinstance(status, str):
                 status = CANNED.get(status, status).encode()
-            self._writer.write(status + b"\r\n")
+            data = status + b"\r\n"
+        self._writer.write(data)
+        counter = metrics.REPLY_CLASS.get(chr(data[0]))
+        if counter is not None:
+            counter.inc()
+        log.debug("reply", extra={**self._log_fields(), "reply": data.decode(errors="replace")})
         await self._writer.drain()
         if isinstance(status, Reply) and status.close:
             self._close()
@@ -248,6 +256,7 @@ class EdgeSMTP(SMTP):
             await self.push("500 5.5.2 Syntax error: empty command")
             return
         method = self._commands.get(command)
+        metrics.COMMANDS.labels(command if method is not None else "UNKNOWN").inc()
         if method is None:
             shown = command if command.isprintable() else repr(command)
             await self.push(f'500 5.5.1 Command "{shown[:32]}" not recognized')

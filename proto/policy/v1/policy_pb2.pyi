@@ -35,7 +35,7 @@ DISCONNECT_MODE_FOLLOW_WITH_421: DisconnectMode
 DISCONNECT_MODE_FORCE_DISCONNECT: DisconnectMode
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("request_id", "event", "client", "session", "conn_meta", "connect", "ehlo", "auth_plain", "mail_from", "rcpt_to", "message")
+    __slots__ = ("request_id", "event", "client", "session", "conn_meta", "dry_run", "connect", "ehlo", "auth_plain", "mail_from", "rcpt_to", "message")
     class ConnMetaEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class EvaluateRequest(_message.Message):
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     CONN_META_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     CONNECT_FIELD_NUMBER: _ClassVar[int]
     EHLO_FIELD_NUMBER: _ClassVar[int]
     AUTH_PLAIN_FIELD_NUMBER: _ClassVar[int]
@@ -59,13 +60,14 @@ class EvaluateRequest(_message.Message):
     client: Client
     session: Session
     conn_meta: _containers.ScalarMap[str, str]
+    dry_run: bool
     connect: ConnectArgs
     ehlo: EhloArgs
     auth_plain: AuthPlainArgs
     mail_from: MailFromArgs
     rcpt_to: RcptToArgs
     message: MessageArgs
-    def __init__(self, request_id: _Optional[int] = ..., event: _Optional[str] = ..., client: _Optional[_Union[Client, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., conn_meta: _Optional[_Mapping[str, str]] = ..., connect: _Optional[_Union[ConnectArgs, _Mapping]] = ..., ehlo: _Optional[_Union[EhloArgs, _Mapping]] = ..., auth_plain: _Optional[_Union[AuthPlainArgs, _Mapping]] = ..., mail_from: _Optional[_Union[MailFromArgs, _Mapping]] = ..., rcpt_to: _Optional[_Union[RcptToArgs, _Mapping]] = ..., message: _Optional[_Union[MessageArgs, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[int] = ..., event: _Optional[str] = ..., client: _Optional[_Union[Client, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., conn_meta: _Optional[_Mapping[str, str]] = ..., dry_run: _Optional[bool] = ..., connect: _Optional[_Union[ConnectArgs, _Mapping]] = ..., ehlo: _Optional[_Union[EhloArgs, _Mapping]] = ..., auth_plain: _Optional[_Union[AuthPlainArgs, _Mapping]] = ..., mail_from: _Optional[_Union[MailFromArgs, _Mapping]] = ..., rcpt_to: _Optional[_Union[RcptToArgs, _Mapping]] = ..., message: _Optional[_Union[MessageArgs, _Mapping]] = ...) -> None: ...
 
 class Client(_message.Message):
     __slots__ = ("edge_id", "hostname", "listener", "labels")
@@ -186,7 +188,7 @@ class MessageArgs(_message.Message):
     def __init__(self, message_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ..., msg_meta: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error")
+    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error", "dry_run")
     class MetaSetEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +216,7 @@ class Verdict(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     action: Action
     code: int
@@ -227,7 +230,8 @@ class Verdict(_message.Message):
     revision: str
     decision_id: str
     error: str
-    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class HeaderChange(_message.Message):
     __slots__ = ("op", "name", "value")
