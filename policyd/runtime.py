@@ -43,6 +43,21 @@ class Limits:
     load_seconds: float = 5.0  # the policy's top level, modules included
 
 
+@dataclass(frozen=True)
+class HandlerCoverage:
+    event: str
+    source: str
+    first: int
+    last: int
+    lines: list[int]  # lines with code
+    run: list[int]  # those that ran
+
+    @property
+    def missed(self) -> list[int]:
+        ran = set(self.run)
+        return [line for line in self.lines if line not in ran]
+
+
 @dataclass(slots=True)
 class Outcome:
     """A finished evaluation."""
@@ -106,7 +121,9 @@ class LuaPolicy:
     same revision again.
     """
 
-    def __init__(self, source: PolicySource | Snapshot, limits: Limits = Limits()) -> None:
+    def __init__(
+        self, source: PolicySource | Snapshot, limits: Limits = Limits(), coverage: bool = False
+    ) -> None:
         self.source = source
         self.limits = limits
         self.files: dict[str, bytes] = {}
@@ -133,6 +150,8 @@ class LuaPolicy:
         # Set by kumo.configure_redis_throttles{node=...} while the policy loads.
         self.redis_node: str | None = None
         lua_limits = self.lua.execute(_LIMITS, host)
+        if coverage:
+            lua_limits.enable_coverage()
         self.slice_marker: str = lua_limits.SLICE
         sandbox = self.lua.execute(_SANDBOX, host, lua_limits)
         evaluation = self.lua.execute(_KUMO, sandbox, lua_limits, host)
@@ -142,6 +161,7 @@ class LuaPolicy:
         self.handled_events: tuple[str, ...] = tuple(evaluation.handled_events().values())
         self._start = evaluation.start
         self._resume = evaluation.resume
+        self._coverage = evaluation.coverage
         self._table = self.lua.table_from
 
     def _load(self, sandbox: Any, relpath: str) -> None:
@@ -168,6 +188,18 @@ class LuaPolicy:
         if isinstance(value, dict | list):
             return self._table(value, recursive=True)
         return value
+
+    def coverage(self) -> list[HandlerCoverage]:
+        """Which lines of each handler ran (when loaded with coverage=True)."""
+        return sorted(
+            (
+                HandlerCoverage(
+                    h.event, h.source, h.first, h.last, list(h.lines.values()), list(h.run.values())
+                )
+                for h in self._coverage().values()
+            ),
+            key=lambda h: (h.source, h.first),
+        )
 
     @staticmethod
     def _throttle_spec(text: str) -> tuple[int | None, int | str, int | None, bool]:

@@ -51,7 +51,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
     def _revision(self) -> Revision:
         revision = self.store.active
-        assert revision is not None  # the daemon does not serve before its first revision
+        if revision is None:  # --wait-for-policy, before a good revision loads
+            raise NoPolicy
         return revision
 
     async def Evaluate(
@@ -61,7 +62,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             return await self._revision().evaluator.evaluate(request)
         except RequestError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-            raise  # unreachable: abort raises
+        except NoPolicy:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NoPolicy.message)
+        raise AssertionError("unreachable: abort raises")
 
     async def Stream(
         self, requests: AsyncIterator[pb.RequestBatch], context: grpc.aio.ServicerContext

@@ -25,7 +25,7 @@ from policyd.evaluate import Evaluator
 from policyd.overflow import Overflow
 from policyd.runtime import Limits, LuaPolicy
 from policyd.source import PolicyError, PolicySource, Snapshot
-from policyd.testing import load_cases, run_cases, test_bridge
+from policyd.testing import load_cases, run_cases
 
 log = logging.getLogger("policyd.store")
 
@@ -73,7 +73,7 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
     checking = LuaPolicy(source, engine.limits)
     test_files = source.test_files()
     cases = load_cases(source)
-    failures = asyncio.run(run_cases(Evaluator(checking, test_bridge()), cases))
+    failures = asyncio.run(run_cases(checking, cases))
     if failures:
         more = f" (and {len(failures) - 1} more failing cases)" if len(failures) > 1 else ""
         raise PolicyError(f"policy test failed: {failures[0]}{more}")

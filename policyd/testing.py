@@ -16,8 +16,10 @@ from step to step as an edge would:
     ]
 
 A step has one event key: `connect = true`, `ehlo`, `helo`, `mail_from`,
-`rcpt_to`, or `data` (the message; runs smtp_server_data, then
-smtp_server_message_received with the first one's header changes applied).
+`rcpt_to`, `data` (the message; runs smtp_server_data, then
+smtp_server_message_received with the first one's header changes applied), or
+`wait = SECONDS` (time passes on the case's fake clock: throttles and kumo.sleep
+run on it; each case starts at the same instant with empty throttles).
 `expect` is "continue" (the default), "error", or "reject|disconnect CODE
 [TEXT]" (TEXT, when given, must match exactly); `mode` optionally names the
 disconnect mode; `meta` lists conn_meta values the session must hold after the
@@ -35,10 +37,11 @@ from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
 from policyd.bridge import Bridge
 from policyd.evaluate import Evaluator
+from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
 from policyd.throttle import Throttles
 
-EVENT_KEYS = ("connect", "ehlo", "helo", "mail_from", "rcpt_to", "data")
+EVENT_KEYS = ("connect", "ehlo", "helo", "mail_from", "rcpt_to", "data", "wait")
 STEP_KEYS = {*EVENT_KEYS, "expect", "mode", "meta"}
 CASE_KEYS = {"name", "peer", "local", "hostname", "edge_id", "meta", "steps"}
 ACTION_NAMES = {
@@ -116,14 +119,18 @@ class Case:
 class Failure:
     case: Case
     step: int  # 1-based
-    message: str
+    expected: str
+    got: str
+
+    @property
+    def step_text(self) -> str:
+        step = self.case.steps[self.step - 1]
+        return f"step {self.step} ({step.event} {step.value if step.event != 'data' else '…'})"
 
     def __str__(self) -> str:
-        step = self.case.steps[self.step - 1]
-        shown = step.value if step.event != "data" else "…"
         return (
-            f"{self.case.where}: case '{self.case.name}', step {self.step} "
-            f"({step.event} {shown}): {self.message}"
+            f"{self.case.where}: case '{self.case.name}', {self.step_text}: "
+            f"expected {self.expected}, got {self.got}"
         )
 
 
@@ -184,10 +191,12 @@ def _split(address: str) -> tuple[str, int]:
 
 
 class Conversation:
-    """One case's session, as an edge would drive it."""
+    """One case's session, as an edge would drive it, on a fake clock of its own."""
 
-    def __init__(self, evaluator: Evaluator, case: Case) -> None:
-        self.evaluator = evaluator
+    def __init__(self, policy: LuaPolicy, case: Case) -> None:
+        self.clock = FakeClock()
+        bridge = Bridge(Throttles(clock=self.clock.time), sleep=self.clock.sleep)
+        self.evaluator = Evaluator(policy, bridge)
         peer_ip, peer_port = _split(case.peer)
         local_ip, local_port = _split(case.local)
         self.client = pb.Client(
@@ -214,6 +223,9 @@ class Conversation:
 
     async def step(self, step: Step) -> pb.Verdict:
         event, value = step.event, step.value
+        if event == "wait":  # time passes: only the fake clock moves
+            await self.clock.sleep(float(value))
+            return pb.Verdict(action=pb.ACTION_CONTINUE)
         if event == "connect":
             return await self.ask("smtp_server_connection_accepted", connect=pb.ConnectArgs())
         if event in ("ehlo", "helo"):
@@ -249,8 +261,10 @@ class Conversation:
         return verdict
 
 
-def check(expect: Expectation, verdict: pb.Verdict, conn_meta: dict[str, str]) -> str | None:
-    """None when the verdict is as expected, else what differs."""
+def check(
+    expect: Expectation, verdict: pb.Verdict, conn_meta: dict[str, str]
+) -> tuple[str, str] | None:
+    """None when the verdict is as expected, else (what was expected, what came)."""
     got = ACTION_NAMES.get(verdict.action, "no verdict")
     got_desc = " ".join([got, *([str(verdict.code), verdict.text] if verdict.code else [])])
     if verdict.error:
@@ -262,25 +276,25 @@ def check(expect: Expectation, verdict: pb.Verdict, conn_meta: dict[str, str]) -
         or (expect.mode is not None and MODE_NAMES.get(verdict.mode) != expect.mode)
     )
     if mismatch:
-        return f"expected {expect.describe()}, got {got_desc}"
+        return expect.describe(), got_desc
     for key, want in expect.meta.items():
         have = json.loads(conn_meta[key]) if key in conn_meta else None
         if have != want:
-            return f"expected conn_meta {key} = {want!r}, got {have!r}"
+            return f"conn_meta {key} = {want!r}", f"conn_meta {key} = {have!r}"
     return None
 
 
-async def run_case(evaluator: Evaluator, case: Case) -> Failure | None:
-    conversation = Conversation(evaluator, case)
+async def run_case(policy: LuaPolicy, case: Case) -> Failure | None:
+    conversation = Conversation(policy, case)
     for number, step in enumerate(case.steps, 1):
         problem = check(step.expect, await conversation.step(step), conversation.conn_meta)
         if problem:
-            return Failure(case, number, problem)
+            return Failure(case, number, *problem)
     return None
 
 
-async def run_cases(evaluator: Evaluator, cases: list[Case]) -> list[Failure]:
-    return [f for f in [await run_case(evaluator, c) for c in cases] if f is not None]
+async def run_cases(policy: LuaPolicy, cases: list[Case]) -> list[Failure]:
+    return [f for f in [await run_case(policy, c) for c in cases] if f is not None]
 
 
 class FakeClock:
@@ -294,9 +308,3 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
-
-
-def test_bridge() -> Bridge:
-    """Host functions for test runs: a fake clock, throttles in memory only."""
-    clock = FakeClock()
-    return Bridge(Throttles(clock=clock.time), sleep=clock.sleep)

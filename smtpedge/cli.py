@@ -149,6 +149,14 @@ def main() -> None:
     help="Prepend a Received: trace header to accepted messages.",
 )
 @click.option(
+    "--dry-run/--no-dry-run",
+    default=False,
+    envvar="SMTPEDGE_DRY_RUN",
+    show_envvar=True,
+    help="Ask the daemon for dry runs: decisions are made and logged (marked dry_run), "
+    "and this edge is told to continue.",
+)
+@click.option(
     "--policy-streams",
     type=click.IntRange(min=0),
     default=_DEFAULTS.policy_streams,

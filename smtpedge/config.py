@@ -27,6 +27,8 @@ class EdgeConfig:
     relay_pool: int = 8
     # Prepend a Received: trace header to accepted messages.
     received_header: bool = True
+    # Ask the daemon to evaluate and log in dry run: every verdict comes back "continue".
+    dry_run: bool = False
     # Streams (each on its own connection) per endpoint; 0: one unary call per event.
     policy_streams: int = 2
     # Seconds the edge waits for a verdict, and per-stage exceptions.

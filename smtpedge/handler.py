@@ -73,6 +73,7 @@ class PolicyHandler:
             client=self.client,
             session=session.facts,
             conn_meta=session.conn_meta,
+            dry_run=self.config.dry_run,
             **args,
         )
         began = time.monotonic()

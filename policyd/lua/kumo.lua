@@ -514,6 +514,26 @@ function evaluation.handled_events()
   return out
 end
 
+-- For each handler: its file, its lines with code, and those the coverage
+-- hook saw run (policyctl test).
+function evaluation.coverage()
+  local seen = limits.coverage() or {}
+  local out = {}
+  for event, fn in pairs(handlers) do
+    local info = getinfo(fn, 'SL')
+    local lines, run = {}, {}
+    for line in pairs(info.activelines or {}) do
+      lines[#lines + 1] = line
+      if seen[info.source] and seen[info.source][line] then run[#run + 1] = line end
+    end
+    sort(lines)
+    sort(run)
+    out[#out + 1] = { event = event, source = sub(info.source, 2), first = info.linedefined,
+                      last = info.lastlinedefined, lines = lines, run = run }
+  end
+  return out
+end
+
 function evaluation.finish_loading()
   loading = false
   sandbox.finish_loading()

@@ -47,7 +47,18 @@ local function exceed(ctx, message)
   if message ~= SLICE then ctx.message = where(3) .. ': ' .. message end
 end
 
-hook = function()
+-- Line coverage, when enabled (policyctl test): source -> {line = true}.
+local coverage = nil
+local MASK = ''
+
+hook = function(event, line)
+  if event == 'line' then
+    local source = getinfo(2, 'S').source
+    local lines = coverage[source]
+    if lines == nil then lines = {}; coverage[source] = lines end
+    lines[line] = true
+    return
+  end
   local co = running()
   local ctx = contexts[co]
   if ctx == nil then return end
@@ -64,7 +75,7 @@ hook = function()
       return
     end
   end
-  sethook(co, hook, '', 1)
+  sethook(co, hook, MASK, 1)
   error(ctx.message or ctx.exceeded, 0)
 end
 
@@ -79,8 +90,18 @@ end
 
 function limits.attach(co, ctx)
   contexts[co] = ctx
-  sethook(co, hook, '', STEP)
+  sethook(co, hook, MASK, STEP)
   return co
+end
+
+-- Records every policy line run from now on (slower: for test runs only).
+function limits.enable_coverage()
+  coverage = {}
+  MASK = 'l'
+end
+
+function limits.coverage()
+  return coverage
 end
 
 function limits.context_of(co)
