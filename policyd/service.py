@@ -43,9 +43,11 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     def __init__(self, store: RevisionStore) -> None:
         self.store = store
         self._streams: set[asyncio.Queue] = set()
+        self._closing = False
 
     def close_streams(self) -> None:
-        """On shutdown: each stream answers what it was sent, then ends."""
+        """On shutdown: each stream answers what it was sent, then ends; no new ones."""
+        self._closing = True
         for out in self._streams:
             out.put_nowait(_CLOSE)
 
@@ -92,6 +94,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         def activated(revision: Revision) -> None:
             out.put_nowait(policy_info(revision))
 
+        if self._closing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
         if self.store.active is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, NoPolicy.message)
         self.store.listeners.add(activated)
