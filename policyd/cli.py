@@ -159,6 +159,51 @@ def main() -> None:
     "policy catches it), or count the use as not throttled.",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="POLICYD_TLS_CERT",
+    show_envvar=True,
+    help="Serve TLS with this certificate (PEM).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="POLICYD_TLS_KEY",
+    show_envvar=True,
+    help="Its private key (PEM).",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="POLICYD_TLS_CLIENT_CA",
+    show_envvar=True,
+    help="Require client certificates signed by this CA (mutual TLS); an edge's "
+    "edge id must be its certificate's common name.",
+)
+@click.option(
+    "--allow-plaintext/--no-allow-plaintext",
+    default=False,
+    envvar="POLICYD_ALLOW_PLAINTEXT",
+    show_envvar=True,
+    help="Allow plaintext on an address that is not loopback or a Unix socket.",
+)
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="POLICYD_ADMIN_TOKEN_FILE",
+    show_envvar=True,
+    help="Admin calls (Status, Reload) need this bearer token.",
+)
+@click.option(
+    "--admin-subject",
+    "admin_subjects",
+    multiple=True,
+    envvar="POLICYD_ADMIN_SUBJECT",
+    show_envvar=True,
+    help="Client certificate common names allowed admin calls; repeatable. Without "
+    "this or a token, only local callers (loopback, Unix socket) may use them.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,

@@ -39,6 +39,16 @@ class ServeConfig:
     # Seconds a throttle waits for Redis, and what a failure means ("error" or "allow").
     redis_timeout: float = 0.1
     redis_failure: str = "error"
+    # TLS: the daemon's certificate and key; with a client CA, edges must present a
+    # certificate it signed (mutual TLS), and their edge id must be its common name.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # Plaintext only on loopback or a Unix socket, unless this is set.
+    allow_plaintext: bool = False
+    # Who may call Status and Reload (else: local callers only).
+    admin_token_file: Path | None = None
+    admin_subjects: tuple[str, ...] = ()
     # Set for a worker under --workers: the supervisor reports "listening", and a
     # Reload RPC reloads the worker's siblings too.
     worker: bool = False

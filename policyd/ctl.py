@@ -20,6 +20,7 @@ from typing import Any
 import click
 import grpc
 from google.protobuf.json_format import MessageToDict
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
@@ -30,14 +31,27 @@ from policyd.store import Engine, prepare
 from policyd.testing import load_cases, run_case
 
 SHORT_EVENTS = {name.removeprefix("smtp_server_"): name for name in EVENT_ARGS}
-SERVER = click.option(
-    "--server",
-    default="127.0.0.1:50051",
-    envvar="POLICYCTL_SERVER",
-    show_envvar=True,
-    show_default=True,
-    help="The daemon's gRPC address.",
-)
+
+
+def connection_options(command: Any) -> Any:
+    """--server and how to reach it: TLS (and a client certificate), an admin token."""
+    PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
+    for option in reversed([
+        click.option("--server", default="127.0.0.1:50051", envvar="POLICYCTL_SERVER",
+                     show_envvar=True, show_default=True,
+                     help="The daemon's gRPC address (HOST:PORT or unix:PATH)."),
+        click.option("--tls-ca", type=PATH, envvar="POLICYCTL_TLS_CA", show_envvar=True,
+                     help="Use TLS; the CA that signed the daemon's certificate."),
+        click.option("--tls-cert", type=PATH, envvar="POLICYCTL_TLS_CERT", show_envvar=True,
+                     help="A client certificate (an admin one, for status and reload)."),
+        click.option("--tls-key", type=PATH, envvar="POLICYCTL_TLS_KEY", show_envvar=True),
+        click.option("--tls-server-name", envvar="POLICYCTL_TLS_SERVER_NAME",
+                     show_envvar=True, help="The name to expect in the daemon's certificate."),
+        click.option("--token-file", type=PATH, envvar="POLICYCTL_TOKEN_FILE",
+                     show_envvar=True, help="The admin bearer token, for status and reload."),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,15 +119,33 @@ async def _run(policy: LuaPolicy, cases: list) -> int:
     return failed
 
 
-def _call(server: str, method: str, request: Any) -> Any:
-    with grpc.insecure_channel(server) as channel:
-        stub = (
-            pb_grpc.PolicyServiceStub(channel)
-            if method == "Evaluate"
-            else pb_grpc.PolicyAdminStub(channel)
-        )
+def _channel(link: dict[str, Any]) -> grpc.Channel:
+    server = link["server"]
+    if not (link["tls_ca"] or link["tls_cert"]):
+        return grpc.insecure_channel(server)
+    read = lambda path: path.read_bytes() if path else None  # noqa: E731
+    credentials = grpc.ssl_channel_credentials(
+        read(link["tls_ca"]), read(link["tls_key"]), read(link["tls_cert"])
+    )
+    options = []
+    if link["tls_server_name"]:
+        options.append(("grpc.ssl_target_name_override", link["tls_server_name"]))
+    return grpc.secure_channel(server, credentials, options=options)
+
+
+def _call(link: dict[str, Any], method: str, request: Any) -> Any:
+    metadata = []
+    if link["token_file"]:
+        metadata.append(("authorization", f"Bearer {link['token_file'].read_text().strip()}"))
+    with _channel(link) as channel:
+        if method == "Evaluate":
+            stub = pb_grpc.PolicyServiceStub(channel)
+        elif method == "Check":
+            stub = health_pb2_grpc.HealthStub(channel)
+        else:
+            stub = pb_grpc.PolicyAdminStub(channel)
         try:
-            return getattr(stub, method)(request, timeout=30)
+            return getattr(stub, method)(request, timeout=30, metadata=metadata)
         except grpc.RpcError as e:
             click.echo(f"{method} failed: {e.code().name}: {e.details()}", err=True)
             sys.exit(1)
@@ -124,7 +156,7 @@ def _print(message: Any) -> None:
 
 
 @main.command(name="eval")
-@SERVER
+@connection_options
 @click.argument("event", type=click.Choice(sorted([*SHORT_EVENTS, *EVENT_ARGS])))
 @click.option("--peer", default="192.0.2.1:40000", show_default=True, help="Client IP:PORT.")
 @click.option("--ehlo", "ehlo_domain", help="The EHLO domain (the argument for the ehlo event).")
@@ -136,7 +168,7 @@ def _print(message: Any) -> None:
 @click.option("--edge-id", default="policyctl", show_default=True)
 @click.option("--hostname", default="mx.example.test", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Ask for a dry run.")
-def evaluate(server: str, event: str, **facts: Any) -> None:
+def evaluate(event: str, **facts: Any) -> None:
     """Send one EVENT (e.g. mail_from) to a running daemon and print the verdict."""
     name = SHORT_EVENTS.get(event, event)
     ip, _, port = facts["peer"].rpartition(":")
@@ -169,23 +201,73 @@ def evaluate(server: str, event: str, **facts: Any) -> None:
                 message_id="policyctl", sender=facts["sender"], recipients=recipients, data=data
             )
         )
-    _print(_call(server, "Evaluate", request))
+    _print(_call(facts, "Evaluate", request))
 
 
 @main.command()
-@SERVER
-def status(server: str) -> None:
+@connection_options
+def status(**link: Any) -> None:
     """Print the daemon's active revision, its last failed reload and its counters."""
-    _print(_call(server, "Status", pb.StatusRequest()))
+    _print(_call(link, "Status", pb.StatusRequest()))
 
 
 @main.command()
-@SERVER
-def reload(server: str) -> None:
+@connection_options
+def reload(**link: Any) -> None:
     """Have the daemon load, validate and activate the policy files on disk."""
-    response = _call(server, "Reload", pb.ReloadRequest())
+    response = _call(link, "Reload", pb.ReloadRequest())
     _print(response)
     sys.exit(1 if response.outcome == pb.ReloadResponse.OUTCOME_FAILED else 0)
+
+
+@main.command()
+@connection_options
+def health(**link: Any) -> None:
+    """Exit 0 when the daemon reports SERVING (for container health checks)."""
+    request = health_pb2.HealthCheckRequest(service="policy.v1.PolicyService")
+    response = _call(link, "Check", request)
+    click.echo(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+    sys.exit(0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--server-name",
+    "server_names",
+    multiple=True,
+    help="Names (DNS or IP) in the server certificate; repeatable [default: localhost, 127.0.0.1].",
+)
+@click.option(
+    "--edge",
+    "edges",
+    multiple=True,
+    help="An edge id to make a client certificate for; repeatable [default: edge].",
+)
+@click.option(
+    "--admin",
+    "admins",
+    multiple=True,
+    help="An admin client certificate common name; repeatable [default: admin].",
+)
+@click.option("--days", default=365, show_default=True)
+def certs(directory: Path, server_names: tuple[str, ...], edges: tuple[str, ...],
+          admins: tuple[str, ...], days: int) -> None:  # fmt: skip
+    """Make a development CA and certificates in DIRECTORY (not for production).
+
+    ca.crt signs: server.crt (for policyd and for the edge's STARTTLS), one
+    edge-ID.crt client certificate per edge (its common name is the edge id) and
+    admin-NAME.crt for admin calls; each with its .key.
+    """
+    from policyd.certs import DevCA
+
+    names = list(server_names) or ["localhost", "127.0.0.1"]
+    ca = DevCA(directory, days)
+    made = [directory / "ca.crt", ca.issue("server", names[0], names, server=True)]
+    made += [ca.issue(f"edge-{edge}", edge, [], server=False) for edge in edges or ("edge",)]
+    made += [ca.issue(f"admin-{a}", a, [], server=False) for a in admins or ("admin",)]
+    for path in made:
+        click.echo(path)
 
 
 if __name__ == "__main__":

@@ -59,12 +59,15 @@ def inputs(request: pb.EvaluateRequest) -> dict[str, Any]:
     return out
 
 
-def entry(request: pb.EvaluateRequest, verdict: pb.Verdict, seconds: float) -> dict[str, Any]:
+def entry(
+    request: pb.EvaluateRequest, verdict: pb.Verdict, seconds: float, identity: str | None = None
+) -> dict[str, Any]:
     line: dict[str, Any] = {
         "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
         "decision_id": verdict.decision_id,
         "session_id": request.session.id,
         "edge_id": request.client.edge_id,
+        **({"edge_cert": identity} if identity is not None else {}),
         "event": request.event,
         **inputs(request),
         "action": ACTION_NAMES.get(verdict.action, "unknown"),
@@ -87,8 +90,15 @@ class DecisionLog:
         self._flush_interval = flush_interval
         self._flush_pending = False
 
-    def record(self, request: pb.EvaluateRequest, verdict: pb.Verdict, seconds: float) -> None:
-        self._out.write(json.dumps(entry(request, verdict, seconds), ensure_ascii=False) + "\n")
+    def record(
+        self,
+        request: pb.EvaluateRequest,
+        verdict: pb.Verdict,
+        seconds: float,
+        identity: str | None = None,
+    ) -> None:
+        line = entry(request, verdict, seconds, identity)
+        self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
         if not self._flush_pending:
             self._flush_pending = True
             try:

@@ -89,10 +89,13 @@ def host_port(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def predefined_meta(request: pb.EvaluateRequest) -> dict[str, str]:
-    """The conn_meta keys every session has, from the request's facts."""
+def predefined_meta(request: pb.EvaluateRequest, identity: str | None = None) -> dict[str, str]:
+    """The conn_meta keys every session has, from the request's facts (and the
+    edge's verified certificate name, when it called over mutual TLS)."""
     client, session = request.client, request.session
     meta = dict(client.labels)
+    if identity is not None:
+        meta["edge_cert_subject"] = identity
     meta["reception_protocol"] = "ESMTP"
     meta["received_from"] = host_port(session.peer_ip, session.peer_port)
     meta["received_via"] = host_port(session.local_ip, session.local_port)
@@ -223,7 +226,9 @@ class Evaluator:
         self._overflow = overflow
         self._snapshot = snapshot or Snapshot(policy.source, policy.files)  # type: ignore[arg-type]
 
-    async def evaluate(self, request: pb.EvaluateRequest) -> pb.Verdict:
+    async def evaluate(
+        self, request: pb.EvaluateRequest, identity: str | None = None
+    ) -> pb.Verdict:
         """The verdict for one request.
 
         The caller's deadline does not shorten the evaluation: a caller that
@@ -245,9 +250,13 @@ class Evaluator:
         if request.event not in self.handled:
             metrics.EVALUATIONS.labels(request.event, "continue").inc()
             if self.decisions is not None:
-                self.decisions.record(request, verdict, 0.0)
+                self.decisions.record(request, verdict, 0.0, identity)
             return verdict
-        inputs = (predefined_meta(request), dict(request.conn_meta) or None, event_args(request))
+        inputs = (
+            predefined_meta(request, identity),
+            dict(request.conn_meta) or None,
+            event_args(request),
+        )
         limit = self.limits.seconds
         began = time.monotonic()
         slice = self.limits.slice if self._overflow is not None else None
@@ -264,7 +273,7 @@ class Evaluator:
         if dry_run:
             verdict.dry_run = True
         if self.decisions is not None:
-            self.decisions.record(request, verdict, seconds)
+            self.decisions.record(request, verdict, seconds, identity)
         return _continue_instead(verdict) if dry_run else verdict
 
     def _verdict(

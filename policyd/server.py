@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
+from policyd.access import AdminAccess, is_local_address
 from policyd.bridge import Bridge
 from policyd.config import ServeConfig
 from policyd.decisions import DecisionLog
@@ -43,6 +44,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def bound_address(listen: str, port: int) -> str:
+    if listen.startswith("unix:"):
+        return listen
     host = listen.rsplit(":", 1)[0]
     return f"{host}:{port}"
 
@@ -97,19 +100,15 @@ class Server:
         self.service = PolicyService(self.store)
         pb_grpc.add_PolicyServiceServicer_to_server(self.service, server)
         relay = self._relay_reload if self.config.worker else None
-        pb_grpc.add_PolicyAdminServicer_to_server(AdminService(self.store, relay), server)
+        access = AdminAccess(self.config.admin_token_file, self.config.admin_subjects)
+        pb_grpc.add_PolicyAdminServicer_to_server(AdminService(self.store, access, relay), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await self._report_health()
         self.store.listeners.add(lambda _: self._spawn(self._report_health()))
         reflection.enable_server_reflection(
             (POLICY_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        try:
-            port = server.add_insecure_port(self.config.listen)
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+        port = self._bind(server)
         await server.start()
         self._grpc = server
         if self.config.metrics:
@@ -133,6 +132,32 @@ class Server:
     def _relay_reload() -> None:
         """Under --workers: the supervisor sends every worker SIGHUP."""
         os.kill(os.getppid(), signal.SIGHUP)
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        """Binds the listen address: TLS when configured, else plaintext on loopback or a
+        Unix socket (or anywhere, with allow_plaintext)."""
+        config = self.config
+        try:
+            if config.tls_cert is not None:
+                ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+                credentials = grpc.ssl_server_credentials(
+                    [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+                    root_certificates=ca,
+                    require_client_auth=ca is not None,
+                )
+                port = server.add_secure_port(config.listen, credentials)
+            elif is_local_address(config.listen) or config.allow_plaintext:
+                port = server.add_insecure_port(config.listen)
+            else:
+                raise OSError(
+                    f"refusing plaintext on {config.listen}: not loopback or a Unix socket "
+                    "(use --tls-cert and --tls-key, or --allow-plaintext on a trusted network)"
+                )
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise OSError(f"cannot listen on {config.listen}")
+        return port
 
     async def _report_health(self) -> None:
         """SERVING exactly while a policy revision is active."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -10,8 +11,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
+from policyd.access import AdminAccess, peer_identity
 from policyd.evaluate import RequestError
 from policyd.store import Outcome, Revision, RevisionStore
+
+log = logging.getLogger("policyd.service")
 
 _OUTCOMES = {
     Outcome.ACTIVATED: pb.ReloadResponse.OUTCOME_ACTIVATED,
@@ -28,6 +32,17 @@ def _timestamp(seconds: float) -> Timestamp:
 
 def policy_info(revision: Revision) -> pb.PolicyInfo:
     return pb.PolicyInfo(revision=revision.id, handled_events=revision.handlers)
+
+
+def _mismatch(request: pb.EvaluateRequest, identity: str) -> str:
+    return (
+        f"edge id {request.client.edge_id!r} does not match the client certificate (CN={identity})"
+    )
+
+
+class _Denied:
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 class NoPolicy(Exception):
@@ -60,8 +75,11 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     async def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> pb.Verdict:
+        identity = peer_identity(context)
+        if identity is not None and request.client.edge_id != identity:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, _mismatch(request, identity))
         try:
-            return await self._revision().evaluator.evaluate(request)
+            return await self._revision().evaluator.evaluate(request, identity)
         except RequestError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except NoPolicy:
@@ -77,13 +95,16 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
         async def answer(request: pb.EvaluateRequest) -> None:
             try:
-                out.put_nowait(await self._revision().evaluator.evaluate(request))
+                out.put_nowait(await self._revision().evaluator.evaluate(request, identity))
             except RequestError as e:
                 out.put_nowait(pb.RequestError(request_id=request.request_id, message=str(e)))
 
         async def read() -> None:
             async for batch in requests:
                 for request in batch.requests:
+                    if identity is not None and request.client.edge_id != identity:
+                        out.put_nowait(_Denied(_mismatch(request, identity)))
+                        return
                     task = asyncio.create_task(answer(request))
                     evaluations.add(task)
                     task.add_done_callback(evaluations.discard)
@@ -94,6 +115,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         def activated(revision: Revision) -> None:
             out.put_nowait(policy_info(revision))
 
+        identity = peer_identity(context)
+        if identity is not None:
+            log.info("edge connected", extra={"identity": identity, "peer": context.peer()})
         if self._closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
         if self.store.active is None:
@@ -117,6 +141,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                     items.append(_END)
                 reply = pb.ReplyBatch()
                 for item in items:
+                    if isinstance(item, _Denied):
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.message)
                     if isinstance(item, pb.Verdict):
                         reply.verdicts.append(item)
                     elif isinstance(item, pb.PolicyInfo):
@@ -136,13 +162,28 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
 
 class AdminService(pb_grpc.PolicyAdminServicer):
-    def __init__(self, store: RevisionStore, relay: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: RevisionStore,
+        access: AdminAccess,
+        relay: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
+        self.access = access
         self._relay = relay  # tells sibling worker processes to reload too
+
+    async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.access.allows(context):
+            log.warning("admin call refused", extra={"peer": context.peer()})
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "admin calls need the admin token or an admin client certificate",
+            )
 
     async def Status(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.StatusResponse:
+        await self._authorize(context)
         store = self.store
         response = pb.StatusResponse(
             activations=store.activations, failures=store.failures, source=str(store.source)
@@ -170,6 +211,7 @@ class AdminService(pb_grpc.PolicyAdminServicer):
     async def Reload(
         self, request: pb.ReloadRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReloadResponse:
+        await self._authorize(context)
         outcome, detail = await self.store.reload("rpc")
         if self._relay is not None:
             self._relay()

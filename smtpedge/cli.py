@@ -20,6 +20,8 @@ _STAGES = [s.value for s in Stage]
 
 def _host_port(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None):
     for item in (value,) if isinstance(value, str) else value or ():
+        if param.name == "policy_servers" and item.startswith("unix:"):
+            continue
         try:
             split_host_port(item)
         except ValueError as e:
@@ -231,6 +233,79 @@ def main() -> None:
     envvar="SMTPEDGE_SHUTDOWN_GRACE",
     show_envvar=True,
     help="Seconds sessions get to finish on SIGTERM.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SMTPEDGE_TLS_CERT",
+    show_envvar=True,
+    help="Certificate (PEM) for STARTTLS and --tls-listen.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SMTPEDGE_TLS_KEY",
+    show_envvar=True,
+    help="Its private key (PEM).",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SMTPEDGE_TLS_CLIENT_CA",
+    show_envvar=True,
+    help="Ask SMTP clients for certificates signed by this CA; "
+    "the subject of one that verifies reaches the policy as tls_peer_subject_name.",
+)
+@click.option(
+    "--require-tls/--no-require-tls",
+    default=False,
+    envvar="SMTPEDGE_REQUIRE_TLS",
+    show_envvar=True,
+    help="Refuse MAIL, RCPT and DATA before STARTTLS (530 5.7.0).",
+)
+@click.option(
+    "--tls-listen",
+    default=None,
+    envvar="SMTPEDGE_TLS_LISTEN",
+    show_envvar=True,
+    callback=_host_port,
+    help="Also listen on HOST:PORT with TLS from the first byte (port 465 style).",
+)
+@click.option(
+    "--policy-tls-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SMTPEDGE_POLICY_TLS_CA",
+    show_envvar=True,
+    help="TLS to the policy daemons: the CA that signed their certificates.",
+)
+@click.option(
+    "--policy-tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SMTPEDGE_POLICY_TLS_CERT",
+    show_envvar=True,
+    help="This edge's client certificate for the policy daemons.",
+)
+@click.option(
+    "--policy-tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SMTPEDGE_POLICY_TLS_KEY",
+    show_envvar=True,
+    help="Its private key.",
+)
+@click.option(
+    "--policy-tls-server-name",
+    default=None,
+    envvar="SMTPEDGE_POLICY_TLS_SERVER_NAME",
+    show_envvar=True,
+    help="The name to expect in the daemons' certificates, if not the host in --policy-server.",
+)
+@click.option(
+    "--allow-plaintext/--no-allow-plaintext",
+    default=False,
+    envvar="SMTPEDGE_ALLOW_PLAINTEXT",
+    show_envvar=True,
+    help="Allow plaintext gRPC to policy daemons that are not on loopback or a Unix "
+    "socket (a trusted private network only).",
 )
 @click.option(
     "--workers",

@@ -48,6 +48,22 @@ class EdgeConfig:
     shutdown_grace: float = 30.0
     # HOST:PORT for the Prometheus metrics endpoint, if any.
     metrics: str | None = None
+    # TLS for SMTP clients: STARTTLS with this certificate; client certificates are
+    # requested (and verified) when a CA is given; MAIL needs TLS with require_tls;
+    # tls_listen adds a listener that speaks TLS from the start (port 465 style).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    require_tls: bool = False
+    tls_listen: str | None = None
+    # TLS to the policy daemons: the CA that signed their certificate, this edge's
+    # client certificate and key, and the name to expect in theirs.
+    policy_tls_ca: Path | None = None
+    policy_tls_cert: Path | None = None
+    policy_tls_key: Path | None = None
+    policy_tls_server_name: str | None = None
+    # Allow plaintext to policy daemons that are not on loopback or a Unix socket.
+    allow_plaintext: bool = False
     # A worker under --workers: shares the listening port with its siblings, and
     # the supervisor reports "listening".
     worker: bool = False

@@ -8,6 +8,8 @@ policy lets the command proceed, the rendered verdict otherwise.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import time
 from datetime import UTC, datetime
@@ -41,6 +43,42 @@ def ehlo_reply(hostname: str, extensions: list[str]) -> Reply:
         return Reply((f"250 {hostname}",))
     *init, last = extensions
     return Reply((f"250-{hostname}", *(f"250-{e}" for e in init), f"250 {last}"))
+
+
+async def read_credentials(server: SMTP, args: list[str]) -> tuple[str, str, str] | str | None:
+    """(authz, authc, password) from AUTH PLAIN or LOGIN, with the challenges they need;
+    a reply string when the client's data is unusable; None when aiosmtpd answered."""
+    mechanism = args[0].upper()
+
+    async def read(initial: str | None, challenge: str) -> bytes | None:
+        if initial is not None:
+            try:
+                return base64.b64decode(initial, validate=True)
+            except binascii.Error:
+                return None
+        answer = await server.challenge_auth(challenge)
+        return answer if isinstance(answer, bytes) else None
+
+    initial = args[1] if len(args) > 1 else None
+    try:
+        if mechanism == "PLAIN":
+            blob = await read(initial, "")
+            if blob is None:
+                return "501 5.5.2 Can't decode base64" if initial else None
+            parts = blob.split(b"\0")
+            if len(parts) != 3:
+                return "501 5.5.2 Can't split auth value"
+            authz, authc, password = (part.decode("utf-8") for part in parts)
+            return authz, authc, password
+        username = await read(initial, "Username:")
+        if username is None:
+            return "501 5.5.2 Can't decode base64" if initial else None
+        password_bytes = await read(None, "Password:")
+        if password_bytes is None:
+            return None
+        return "", username.decode("utf-8"), password_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        return "501 5.5.2 Credentials are not valid UTF-8"
 
 
 class PolicyHandler:

@@ -65,8 +65,24 @@ class Refused(Exception):
     """The daemon could not make sense of a request (INVALID_ARGUMENT)."""
 
 
+def is_local(endpoint: str) -> bool:
+    """A Unix socket, or a loopback address (localhost included)."""
+    if endpoint.startswith("unix:"):
+        return True
+    host = endpoint.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def channel_target(endpoint: str) -> str:
-    """A gRPC target for HOST:PORT: IP literals as such, names through DNS (all addresses)."""
+    """A gRPC target for HOST:PORT: IP literals as such, names through DNS (all
+    addresses); unix:/PATH as given."""
+    if endpoint.startswith("unix:"):
+        return endpoint
     host, _, port = endpoint.rpartition(":")
     host = host.strip("[]")
     try:
@@ -79,9 +95,22 @@ def channel_target(endpoint: str) -> str:
 class Connection:
     """One channel to one endpoint: a unary stub and (`stream`) a long-lived stream."""
 
-    def __init__(self, endpoint: str, stream: bool = True) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        stream: bool = True,
+        credentials: grpc.ChannelCredentials | None = None,
+        server_name: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
-        self.channel = grpc.aio.insecure_channel(channel_target(endpoint), options=_CHANNEL_OPTIONS)
+        target = channel_target(endpoint)
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        else:
+            options = list(_CHANNEL_OPTIONS)
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
         self.unary = pb_grpc.PolicyServiceStub(self.channel).Evaluate
         self._stream = pb_grpc.PolicyServiceStub(self.channel).Stream
         self.handled: frozenset[str] | None = None  # set while the stream is up
@@ -172,11 +201,17 @@ class Connection:
 
 
 class PolicyClient:
-    def __init__(self, endpoints: list[str], streams_per_endpoint: int = 2) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        streams_per_endpoint: int = 2,
+        credentials: grpc.ChannelCredentials | None = None,
+        server_name: str | None = None,
+    ) -> None:
         """`streams_per_endpoint` 0: unary calls only (and no skipping of unhandled events)."""
         self.endpoints = endpoints
         self.connections = [
-            Connection(endpoint, stream=streams_per_endpoint > 0)
+            Connection(endpoint, streams_per_endpoint > 0, credentials, server_name)
             for endpoint in endpoints
             for _ in range(max(1, streams_per_endpoint))
         ]

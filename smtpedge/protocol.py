@@ -32,6 +32,7 @@ CANNED = {
     ),
 }
 _CONTROL = bytes(range(32)).replace(b"\t", b"")
+_NEED_TLS = frozenset({"MAIL", "RCPT", "DATA"})  # with --require-tls
 
 # <local@domain>, dot-atoms in ASCII, then parameters: the address as aiosmtpd's
 # parser would return it. Anything else (quoted or UTF-8 local parts, source
@@ -68,6 +69,8 @@ class EdgeSMTP(SMTP):
         data_size_limit: int,
         timeout: float,
         tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        require_tls: bool = False,
     ) -> None:
         # aiosmtpd's SMTP.__init__, without the introspection it repeats for
         # every connection (method and hook tables depend only on the classes
@@ -85,8 +88,9 @@ class EdgeSMTP(SMTP):
         self.enable_SMTPUTF8 = True
         self._decode_data = False
         self.hostname = hostname
-        self.tls_context = tls_context
-        self.require_starttls = False
+        self.tls_context = None if implicit_tls else tls_context  # what STARTTLS uses
+        self.require_starttls = False  # the edge's own check below: 530 5.7.0
+        self._require_tls = require_tls and not implicit_tls
         self._timeout_duration = timeout
         self._timeout_handle: asyncio.TimerHandle | None = None
         self._tls_handshake_okay = True
@@ -96,7 +100,7 @@ class EdgeSMTP(SMTP):
         self.envelope = None
         self.transport = None
         self._handler_coroutine = None
-        self._auth_require_tls = True
+        self._auth_require_tls = not implicit_tls  # AUTH only over TLS
         self._proxy_timeout = None
         self._authenticator = None
         self._auth_callback = login_always_fail
@@ -115,10 +119,17 @@ class EdgeSMTP(SMTP):
     # Connection lifecycle ---------------------------------------------------
 
     def _create_session(self) -> EdgeSession:
+        if self.session is not None:  # after STARTTLS: the same session, secured
+            return self.session.renewed()
         return EdgeSession(self.loop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None and len(self._sessions) >= self._max_connections:
+        if self.transport is not None:  # STARTTLS done: the TLS transport replaces the plain one
+            super().connection_made(transport)
+            self.session.secured(transport)
+            log.info("tls", extra={**self._log_fields(), "tls": self.session.facts.tls.cipher})
+            return
+        if len(self._sessions) >= self._max_connections:
             self._refused = True
             metrics.CONNECTIONS_REFUSED.labels("max_connections").inc()
             transport.write(f"421 4.3.2 {self.hostname} too many connections\r\n".encode())  # type: ignore[attr-defined]
@@ -126,6 +137,7 @@ class EdgeSMTP(SMTP):
             return
         super().connection_made(transport)
         self.session.bind(transport)
+        self.session.secured(transport)  # a TLS listener
         self._sessions.add(self)
         metrics.SESSIONS.inc()
         metrics.SESSIONS_OPEN.inc()
@@ -257,6 +269,9 @@ class EdgeSMTP(SMTP):
             return
         method = self._commands.get(command)
         metrics.COMMANDS.labels(command if method is not None else "UNKNOWN").inc()
+        if self._require_tls and command in _NEED_TLS and not self.session.facts.HasField("tls"):
+            await self.push("530 5.7.0 Must issue a STARTTLS command first")
+            return
         if method is None:
             shown = command if command.isprintable() else repr(command)
             await self.push(f'500 5.5.1 Command "{shown[:32]}" not recognized')

@@ -12,9 +12,11 @@ import asyncio
 import logging
 import resource
 import signal
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import grpc
 from prometheus_client import start_http_server
 
 from policy.v1 import policy_pb2 as pb
@@ -22,11 +24,52 @@ from smtpedge.config import EdgeConfig, split_host_port
 from smtpedge.delivery import Delivery, MaildirDelivery, RelayDelivery
 from smtpedge.handler import PolicyHandler
 from smtpedge.maildir import Maildir
-from smtpedge.policy_client import PolicyClient
+from smtpedge.policy_client import PolicyClient, is_local
 from smtpedge.protocol import EdgeSMTP
 from smtpedge.relay import Relay, RelayTarget
 
 log = logging.getLogger("smtpedge.server")
+
+
+def smtp_tls_context(config: EdgeConfig) -> ssl.SSLContext | None:
+    """The context for STARTTLS and the TLS listener, if a certificate is configured."""
+    if config.tls_cert is None:
+        if config.require_tls or config.tls_listen:
+            raise OSError("--require-tls and --tls-listen need --tls-cert and --tls-key")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    if config.tls_client_ca is not None:
+        context.load_verify_locations(config.tls_client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL  # asked for, verified when presented
+    return context
+
+
+def policy_credentials(config: EdgeConfig) -> tuple[grpc.ChannelCredentials | None, str | None]:
+    """TLS (with this edge's client certificate, if any) for the policy link."""
+    if config.policy_tls_ca is None and config.policy_tls_cert is None:
+        return None, None
+    read = lambda path: path.read_bytes() if path is not None else None  # noqa: E731
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(config.policy_tls_ca),
+        private_key=read(config.policy_tls_key),
+        certificate_chain=read(config.policy_tls_cert),
+    )
+    return credentials, config.policy_tls_server_name
+
+
+def check_plaintext(config: EdgeConfig) -> None:
+    """Plaintext to a policy daemon only on loopback or a Unix socket, unless allowed."""
+    if config.policy_tls_ca is not None or config.policy_tls_cert is not None:
+        return
+    if config.allow_plaintext:
+        return
+    for endpoint in config.policy_servers:
+        if not is_local(endpoint):
+            raise OSError(
+                f"refusing plaintext to the policy daemon at {endpoint}: it is not on loopback "
+                "or a Unix socket (use --policy-tls-ca, or --allow-plaintext on a trusted network)"
+            )
 
 
 def _raise_file_limit(connections: int) -> None:
@@ -44,14 +87,16 @@ class EdgeServer:
         self._on_ready = on_ready
         self.sessions: set[EdgeSMTP] = set()
         self._stop = asyncio.Event()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._policy: PolicyClient | None = None
 
     async def startup(self) -> None:
         config = self.config
-        host, port = split_host_port(config.listen)
         _raise_file_limit(config.max_connections)
-        self._policy = PolicyClient(list(config.policy_servers), config.policy_streams)
+        check_plaintext(config)
+        self._policy = PolicyClient(
+            list(config.policy_servers), config.policy_streams, *policy_credentials(config)
+        )
         client = pb.Client(
             edge_id=config.edge_id or config.hostname,
             hostname=config.hostname,
@@ -61,9 +106,10 @@ class EdgeServer:
         self._delivery = self._make_delivery()
         handler = PolicyHandler(self._policy, client, self._delivery, config)
         loop = asyncio.get_running_loop()
+        tls = smtp_tls_context(config)
 
-        def factory() -> EdgeSMTP:
-            return EdgeSMTP(
+        def factory(implicit_tls: bool) -> Callable[[], EdgeSMTP]:
+            return lambda: EdgeSMTP(
                 handler,
                 sessions=self.sessions,
                 max_connections=config.max_connections,
@@ -72,22 +118,34 @@ class EdgeServer:
                 data_size_limit=config.max_message_size,
                 timeout=config.idle_timeout,
                 loop=loop,
+                tls_context=tls,
+                implicit_tls=implicit_tls,
+                require_tls=config.require_tls,
             )
 
-        self._server = await loop.create_server(
-            factory, host, port, backlog=1024, reuse_port=config.worker or None
-        )
-        bound = self._server.sockets[0].getsockname()
+        addresses = {}
+        for name, listen, implicit in (("address", config.listen, False),
+                                       ("tls_address", config.tls_listen, True)):  # fmt: skip
+            if listen is None:
+                continue
+            host, port = split_host_port(listen)
+            server = await loop.create_server(
+                factory(implicit), host, port, backlog=1024, reuse_port=config.worker or None,
+                ssl=tls if implicit else None,
+            )  # fmt: skip
+            self._servers.append(server)
+            addresses[name] = f"{host}:{server.sockets[0].getsockname()[1]}"
         if config.metrics:
             metrics_host, metrics_port = split_host_port(config.metrics)
             start_http_server(metrics_port, metrics_host)
         log.info(
             "worker listening" if config.worker else "listening",
             extra={
-                "address": f"{host}:{bound[1]}",
+                **addresses,
                 "hostname": config.hostname,
                 "policy_servers": list(config.policy_servers),
                 "delivery": config.relay or str(config.maildir),
+                "starttls": tls is not None,
             },
         )
         if self._on_ready is not None:
@@ -107,8 +165,8 @@ class EdgeServer:
 
     async def shutdown(self) -> None:
         log.info("shutting down", extra={"sessions": len(self.sessions)})
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for session in list(self.sessions):
             session.shut_down()
         deadline = asyncio.get_running_loop().time() + self.config.shutdown_grace

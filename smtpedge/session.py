@@ -37,6 +37,36 @@ class EdgeSession(Session):
         self.facts.peer_ip, self.facts.peer_port = peer[0], peer[1]
         self.facts.local_ip, self.facts.local_port = local[0], local[1]
 
+    def renewed(self) -> EdgeSession:
+        """The session after STARTTLS: same id and metadata, but no greeting yet
+        (RFC 3207: the client starts over with EHLO)."""
+        fresh = EdgeSession(self.loop)
+        fresh.id, fresh.conn_meta, fresh.facts = self.id, self.conn_meta, self.facts
+        fresh.peer = self.peer
+        fresh.upstream = self.upstream  # reset at the next EHLO
+        fresh.greeted(None)
+        return fresh
+
+    def secured(self, transport: asyncio.BaseTransport) -> None:
+        """Records the TLS facts of the connection (after STARTTLS or on a TLS listener)."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        tls = self.facts.tls
+        tls.protocol_version = ssl_object.version() or ""
+        tls.cipher = (ssl_object.cipher() or ("",))[0]
+        certificate = ssl_object.getpeercert()
+        if certificate:
+            tls.peer_subject_name = ",".join(
+                f"{key}={value}" for rdn in certificate.get("subject", ()) for key, value in rdn
+            )
+        self.ssl = {"ssl_object": ssl_object}
+
+    def authenticated_as(self, authz: str, authc: str) -> None:
+        self.authenticated = True
+        self.facts.auth.authn_id = authc
+        self.facts.auth.authz_id = authz or authc
+
     def greeted(self, domain: str | None) -> None:
         """Records the outcome of EHLO/HELO: the domain, or None after a refusal."""
         self.host_name = domain
