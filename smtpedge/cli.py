@@ -345,6 +345,10 @@ def serve(
     logs.configure(log_level)
     config = EdgeConfig(fail_open=frozenset(Stage(s) for s in fail_open), **options)  # type: ignore[arg-type]
     try:
+        config.validate()
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
         if workers == 1:
             run(EdgeServer(config).serve(), loop)
         else:

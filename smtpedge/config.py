@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smtpedge.policy_client import is_local
 from smtpedge.stages import Stage
 
 
@@ -67,6 +68,24 @@ class EdgeConfig:
     # A worker under --workers: shares the listening port with its siblings, and
     # the supervisor reports "listening".
     worker: bool = False
+
+    def validate(self) -> None:
+        """Raises ValueError for settings that cannot work together or are unsafe."""
+        if self.tls_cert is None and (self.require_tls or self.tls_listen):
+            raise ValueError("--require-tls and --tls-listen need --tls-cert and --tls-key")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if (self.policy_tls_cert is None) != (self.policy_tls_key is None):
+            raise ValueError("--policy-tls-cert and --policy-tls-key go together")
+        plaintext = self.policy_tls_ca is None and self.policy_tls_cert is None
+        if plaintext and not self.allow_plaintext:
+            for endpoint in self.policy_servers:
+                if not is_local(endpoint):
+                    raise ValueError(
+                        f"refusing plaintext to the policy daemon at {endpoint}: it is not on "
+                        "loopback or a Unix socket (use --policy-tls-ca, or --allow-plaintext "
+                        "on a trusted network)"
+                    )
 
     def timeout(self, stage: Stage) -> float:
         return self.stage_timeouts.get(stage, self.policy_timeout)

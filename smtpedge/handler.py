@@ -35,6 +35,7 @@ EXTRA_EXTENSIONS = ("PIPELINING",)
 
 # What an event the policy has no handler for gets, without asking.
 NOT_HANDLED = pb.Verdict(action=pb.ACTION_CONTINUE)
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 
 
 def ehlo_reply(hostname: str, extensions: list[str]) -> Reply:
@@ -160,6 +161,8 @@ class PolicyHandler:
     ) -> list[str | Reply]:
         await self.delivery.reset(session)
         extensions = [r[4:] for r in responses[1:-1]] + [*EXTRA_EXTENSIONS, responses[-1][4:]]
+        if not self.policy.handles("smtp_server_auth_plain"):  # nothing could grant it
+            extensions = [e for e in extensions if not e.startswith("AUTH ")]
         verdict, reply = await self.ask(
             session,
             "smtp_server_ehlo",
@@ -186,6 +189,32 @@ class PolicyHandler:
             return reply
         session.greeted(hostname)
         return f"250 {self.hostname}"
+
+    async def handle_AUTH(
+        self, server: SMTP, session: EdgeSession, envelope: Envelope, args: list[str]
+    ) -> str | Reply | None:
+        """AUTH PLAIN and LOGIN, decided by the policy's smtp_server_auth_plain.
+
+        aiosmtpd has already refused AUTH before TLS (538 5.7.11), a second AUTH
+        and unknown mechanisms. No verdict, even on a stage that fails open,
+        never grants: only the policy's `true` does.
+        """
+        credentials = await read_credentials(server, args)
+        if credentials is None or isinstance(credentials, str):
+            return credentials  # None: aiosmtpd answered (the client cancelled)
+        authz, authc, password = credentials
+        verdict, reply = await self.ask(
+            session,
+            "smtp_server_auth_plain",
+            auth_plain=pb.AuthPlainArgs(authz=authz, authc=authc, password=password),
+        )
+        if reply is not None:
+            return reply
+        if verdict is None or not verdict.auth_granted:
+            return AUTH_INVALID
+        session.authenticated_as(authz, authc)
+        log.info("authenticated", extra={"session_id": session.id, "authn_id": authc})
+        return "235 2.7.0 Authentication successful"
 
     async def handle_MAIL(
         self,

@@ -24,7 +24,7 @@ from smtpedge.config import EdgeConfig, split_host_port
 from smtpedge.delivery import Delivery, MaildirDelivery, RelayDelivery
 from smtpedge.handler import PolicyHandler
 from smtpedge.maildir import Maildir
-from smtpedge.policy_client import PolicyClient, is_local
+from smtpedge.policy_client import PolicyClient
 from smtpedge.protocol import EdgeSMTP
 from smtpedge.relay import Relay, RelayTarget
 
@@ -34,8 +34,6 @@ log = logging.getLogger("smtpedge.server")
 def smtp_tls_context(config: EdgeConfig) -> ssl.SSLContext | None:
     """The context for STARTTLS and the TLS listener, if a certificate is configured."""
     if config.tls_cert is None:
-        if config.require_tls or config.tls_listen:
-            raise OSError("--require-tls and --tls-listen need --tls-cert and --tls-key")
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(config.tls_cert, config.tls_key)
@@ -56,20 +54,6 @@ def policy_credentials(config: EdgeConfig) -> tuple[grpc.ChannelCredentials | No
         certificate_chain=read(config.policy_tls_cert),
     )
     return credentials, config.policy_tls_server_name
-
-
-def check_plaintext(config: EdgeConfig) -> None:
-    """Plaintext to a policy daemon only on loopback or a Unix socket, unless allowed."""
-    if config.policy_tls_ca is not None or config.policy_tls_cert is not None:
-        return
-    if config.allow_plaintext:
-        return
-    for endpoint in config.policy_servers:
-        if not is_local(endpoint):
-            raise OSError(
-                f"refusing plaintext to the policy daemon at {endpoint}: it is not on loopback "
-                "or a Unix socket (use --policy-tls-ca, or --allow-plaintext on a trusted network)"
-            )
 
 
 def _raise_file_limit(connections: int) -> None:
@@ -93,7 +77,7 @@ class EdgeServer:
     async def startup(self) -> None:
         config = self.config
         _raise_file_limit(config.max_connections)
-        check_plaintext(config)
+        config.validate()
         self._policy = PolicyClient(
             list(config.policy_servers), config.policy_streams, *policy_credentials(config)
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.mailstore import read_maildir
-from tests.procs import start_daemon, start_edge
+from tests.procs import free_port, start_daemon, start_edge
 from tests.smtpclient import RawClient
 
 # Handlers at every stage: nothing gets through without a verdict at each.
@@ -28,12 +27,6 @@ end)
 """
 WELL_FORMED = re.compile(rb"^(\d{3}-[^\r\n]*\r\n)*\d{3} [^\r\n]*\r\n\Z")
 UNAVAILABLE = re.compile(rb"^4(21|51) 4\.3\.0 mx\.test policy service unavailable, try again later")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -17,9 +17,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.procs import start_daemon
+from tests.procs import free_port, start_daemon
 from tests.smtpclient import RawClient
-from tests.test_failover import free_port
 
 REJECTING = r"""
 kumo.on('smtp_server_mail_from', function(sender)

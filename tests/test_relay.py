@@ -254,7 +254,7 @@ def test_a_postfix_smtp_sink_upstream(tmp_path) -> None:
     import shutil
     import tempfile
 
-    from tests.test_failover import free_port
+    from tests.procs import free_port
 
     exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     dump = Path(tempfile.mkdtemp(prefix="smtp-sink-"))  # reachable by the user it runs as

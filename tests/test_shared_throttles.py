@@ -146,7 +146,7 @@ def metric(port: int, name: str, labels: dict[str, str]) -> float:
 
 @pytest.mark.parametrize("on_failure", ["error", "allow"])
 def test_redis_killed_then_back(cluster, on_failure) -> None:
-    from tests.test_failover import free_port
+    from tests.procs import free_port
 
     metrics_port = free_port()
     daemon = cluster.daemon(

@@ -12,9 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
-from tests.procs import start_daemon, start_edge
+from tests.procs import free_port, start_daemon, start_edge
 from tests.smtpclient import RawClient
-from tests.test_failover import free_port
 
 ECHO = """
 kumo.on('smtp_server_mail_from', function(sender)
