@@ -24,29 +24,26 @@ def peer_identity(context: grpc.aio.ServicerContext) -> str | None:
     return names[0].decode() if names else None
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def is_local_peer(peer: str) -> bool:
     """gRPC peer strings: ipv4:127.0.0.1:port, ipv6:[::1]:port, unix:path."""
     if peer.startswith("unix:"):
         return True
     kind, _, rest = peer.partition(":")
-    host = rest.rpartition(":")[0].strip("[]") if kind in ("ipv4", "ipv6") else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return kind in ("ipv4", "ipv6") and _loopback(rest.rpartition(":")[0])
 
 
 def is_local_address(listen: str) -> bool:
     """A listen address on loopback or a Unix socket."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return listen.startswith("unix:") or _loopback(listen.rpartition(":")[0])
 
 
 class AdminAccess:

@@ -249,6 +249,10 @@ def serve(
         seconds=eval_timeout, instructions=eval_instructions, slice=eval_slice, memory=max_memory
     )
     config = ServeConfig(limits=limits, **options)  # type: ignore[arg-type]
+    try:
+        config.validate()
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     policy = config.policy
     try:
         if workers == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policyd.access import is_local_address
 from policyd.runtime import Limits
 
 
@@ -52,3 +53,15 @@ class ServeConfig:
     # Set for a worker under --workers: the supervisor reports "listening", and a
     # Reload RPC reloads the worker's siblings too.
     worker: bool = False
+
+    def validate(self) -> None:
+        """Raises ValueError for settings that cannot work together or are unsafe."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        if self.tls_cert is None and not self.allow_plaintext and not is_local_address(self.listen):
+            raise ValueError(
+                f"refusing plaintext on {self.listen}: not loopback or a Unix socket "
+                "(use --tls-cert and --tls-key, or --allow-plaintext on a trusted network)"
+            )

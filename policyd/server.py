@@ -24,7 +24,7 @@ from prometheus_client import start_http_server
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
-from policyd.access import AdminAccess, is_local_address
+from policyd.access import AdminAccess
 from policyd.bridge import Bridge
 from policyd.config import ServeConfig
 from policyd.decisions import DecisionLog
@@ -134,9 +134,10 @@ class Server:
         os.kill(os.getppid(), signal.SIGHUP)
 
     def _bind(self, server: grpc.aio.Server) -> int:
-        """Binds the listen address: TLS when configured, else plaintext on loopback or a
-        Unix socket (or anywhere, with allow_plaintext)."""
+        """Binds the listen address: TLS when configured, else plaintext (which
+        ServeConfig.validate allows only where it is safe)."""
         config = self.config
+        config.validate()
         try:
             if config.tls_cert is not None:
                 ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
@@ -146,13 +147,8 @@ class Server:
                     require_client_auth=ca is not None,
                 )
                 port = server.add_secure_port(config.listen, credentials)
-            elif is_local_address(config.listen) or config.allow_plaintext:
-                port = server.add_insecure_port(config.listen)
             else:
-                raise OSError(
-                    f"refusing plaintext on {config.listen}: not loopback or a Unix socket "
-                    "(use --tls-cert and --tls-key, or --allow-plaintext on a trusted network)"
-                )
+                port = server.add_insecure_port(config.listen)
         except RuntimeError:
             port = 0
         if port == 0:
