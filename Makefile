@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench proto lint system-deps
+.PHONY: run test bench proto lint system-deps stack stack-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ system-deps:
 # The daemon and one edge on loopback with examples/policy.lua (Ctrl-C stops both).
 run: $(VENV)/.installed
 	scripts/run-dev
+
+# The docker compose dev stack (builds the local base image on first use).
+stack: $(VENV)/.installed
+	scripts/compose up -d --build --wait
+
+stack-down: $(VENV)/.installed
+	scripts/compose down
 
 test: $(VENV)/.installed system-deps
 	$(BIN)/python -m pytest -n auto

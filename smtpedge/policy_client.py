@@ -7,9 +7,10 @@ back matched by request id. Each stream also tells which events the daemon's
 active revision handles, so the edge can skip the rest (`handles`). While no
 stream is up, calls go unary.
 
-Several endpoints may be given; a DNS name that resolves to several addresses
-is balanced round-robin within its channel, and gRPC health checking keeps
-calls off daemons that are not SERVING. A request whose stream breaks, or that
+Several endpoints may be given, and a DNS name that resolves to several
+addresses counts as one endpoint per address (re-resolved as replicas come
+and go); calls go round-robin over them, and gRPC health checking keeps calls
+off daemons that are not SERVING. A request whose stream breaks, or that
 an endpoint cannot take (UNAVAILABLE), is tried on the next one, all within
 the one deadline. Streams and channels reconnect by themselves, so the edge
 can start before any daemon and recovers when one comes back.
@@ -26,6 +27,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import socket
 import time
 
 import grpc
@@ -55,6 +57,11 @@ _CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_send_message_length", -1),
 ]
+
+
+# Seconds a connection to an address its name no longer resolves to is kept for
+# the calls already on it (well beyond any stage deadline).
+RETIRE_AFTER = 30.0
 
 
 class StreamLost(Exception):
@@ -200,22 +207,104 @@ class Connection:
         await self.channel.close()
 
 
+def is_name(endpoint: str) -> bool:
+    """HOST:PORT with a host name rather than an IP address."""
+    if endpoint.startswith("unix:"):
+        return False
+    try:
+        ipaddress.ip_address(endpoint.rpartition(":")[0].strip("[]"))
+    except ValueError:
+        return True
+    return False
+
+
+async def resolve(endpoint: str, timeout: float = 2.0) -> set[str]:
+    """The IP:PORT addresses a HOST:PORT name resolves to (empty when it does not)."""
+    host, _, port = endpoint.rpartition(":")
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError) as e:
+        log.debug("cannot resolve", extra={"server": endpoint, "error": str(e)})
+        return set()
+    return {
+        f"[{info[4][0]}]:{port}" if info[0] == socket.AF_INET6 else f"{info[4][0]}:{port}"
+        for info in infos
+    }
+
+
 class PolicyClient:
+    """Balances calls over every daemon: each endpoint gets its own connections
+    and streams. A name is re-resolved every `resolve_every` seconds and gets
+    connections per address, so long-lived streams spread over all replicas
+    behind it, and replicas that come or go are picked up or dropped (until a
+    name first resolves, gRPC's own resolver serves it)."""
+
     def __init__(
         self,
         endpoints: list[str],
         streams_per_endpoint: int = 2,
         credentials: grpc.ChannelCredentials | None = None,
         server_name: str | None = None,
+        resolve_every: float = 5.0,
     ) -> None:
         """`streams_per_endpoint` 0: unary calls only (and no skipping of unhandled events)."""
         self.endpoints = endpoints
-        self.connections = [
-            Connection(endpoint, streams_per_endpoint > 0, credentials, server_name)
-            for endpoint in endpoints
-            for _ in range(max(1, streams_per_endpoint))
-        ]
+        self._streams = streams_per_endpoint
+        self._credentials, self._server_name = credentials, server_name
+        # Endpoint as given -> target (itself, or an address of its name) -> connections.
+        self._targets = {e: {e: self._connect(e, None)} for e in endpoints}
+        self.connections = self._all()
         self._next = 0
+        self._retired: list[Connection] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        names = [e for e in endpoints if is_name(e)]
+        if names:
+            loop = asyncio.get_running_loop()
+            self._tasks.add(loop.create_task(self._keep_resolving(names, resolve_every)))
+
+    def _connect(self, target: str, name: str | None) -> list[Connection]:
+        server_name = self._server_name or name
+        return [
+            Connection(target, self._streams > 0, self._credentials, server_name)
+            for _ in range(max(1, self._streams))
+        ]
+
+    def _all(self) -> list[Connection]:
+        return [c for targets in self._targets.values() for cs in targets.values() for c in cs]
+
+    async def _keep_resolving(self, names: list[str], every: float) -> None:
+        while True:
+            for endpoint in names:
+                addresses = await resolve(endpoint)
+                if addresses and addresses != self._targets[endpoint].keys():
+                    await self._retarget(endpoint, addresses)
+            await asyncio.sleep(every)
+
+    async def _retarget(self, endpoint: str, addresses: set[str]) -> None:
+        targets = self._targets[endpoint]
+        host = endpoint.rpartition(":")[0].strip("[]")
+        for address in addresses - targets.keys():
+            targets[address] = self._connect(address, host)
+        stale = [targets.pop(t) for t in list(targets) if t not in addresses]
+        self.connections = self._all()
+        log.info(
+            "policy server addresses", extra={"server": endpoint, "addresses": sorted(addresses)}
+        )
+        retired = [c for connections in stale for c in connections]
+        self._retired.extend(retired)
+        task = asyncio.get_running_loop().create_task(self._retire(retired))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retire(self, connections: list[Connection]) -> None:
+        """Closes connections that new calls no longer use, once the calls in
+        flight on them are over (closing a channel cancels its calls)."""
+        await asyncio.sleep(RETIRE_AFTER)
+        for connection in connections:
+            self._retired.remove(connection)
+            await connection.close()
 
     def handles(self, event: str) -> bool:
         """False only when every daemon heard from has no handler for `event`."""
@@ -268,5 +357,9 @@ class PolicyClient:
         return None
 
     async def close(self) -> None:
-        for connection in self.connections:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for connection in self.connections + self._retired:
             await connection.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from policy.v1 import policy_pb2 as pb
+from smtpedge import policy_client
 from tests.mailstore import read_maildir
 from tests.procs import free_port, start_daemon, start_edge
 from tests.smtpclient import RawClient
@@ -256,3 +259,63 @@ def test_a_policy_server_given_by_name(tmp_path: Path) -> None:
     finally:
         edge.stop()
         daemon.stop()
+
+
+def test_a_name_is_balanced_over_every_address_it_resolves_to(tmp_path: Path, monkeypatch) -> None:
+    """Replicas behind one name each get streams, and the set follows the name
+    as replicas come and go. DNS answers are the test's (nothing else can give
+    one name several loopback addresses here); the daemons and the client are real."""
+    daemons, addresses = [], []
+    for name in ("one", "two"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        policy = workdir / "policy.lua"
+        policy.write_text(
+            f"kumo.on('smtp_server_mail_from', function() kumo.reject(550, '{name}') end)"
+        )
+        daemon, address = start_daemon(policy, workdir)
+        daemons.append(daemon)
+        addresses.append(address)
+    answer: set[str] = {addresses[0]}
+
+    async def resolve(endpoint: str, timeout: float = 2.0) -> set[str]:
+        assert endpoint == "policyd.test:50051"
+        return set(answer)
+
+    monkeypatch.setattr(policy_client, "resolve", resolve)
+
+    async def deciders(client: policy_client.PolicyClient, count: int = 40) -> set[str]:
+        def request() -> pb.EvaluateRequest:
+            return pb.EvaluateRequest(
+                event="smtp_server_mail_from",
+                client=pb.Client(edge_id="e", hostname="mx.test"),
+                session=pb.Session(id="s", peer_ip="192.0.2.1", peer_port=1),
+                mail_from=pb.MailFromArgs(sender="a@example.com"),
+            )
+
+        verdicts = [await client.evaluate(request(), 1.0) for _ in range(count)]
+        return {v.text for v in verdicts if v is not None}
+
+    async def until(client: policy_client.PolicyClient, expected: set[str]) -> None:
+        async with asyncio.timeout(10):
+            while await deciders(client) != expected:
+                await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
+        client = policy_client.PolicyClient(["policyd.test:50051"], 2, resolve_every=0.05)
+        try:
+            await until(client, {"one"})
+            answer.add(addresses[1])  # a replica comes
+            await until(client, {"one", "two"})
+            assert len(client.connections) == 4  # two streams per replica
+            answer.discard(addresses[0])  # one goes
+            await until(client, {"two"})
+            assert [c.endpoint for c in client.connections] == [addresses[1]] * 2
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for daemon in daemons:
+            daemon.stop()
