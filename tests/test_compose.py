@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -119,25 +120,42 @@ class RunningStack:
         return [path.read_bytes() for path in sorted(new.iterdir())] if new.exists() else []
 
 
-def docker_engine() -> str | None:
-    """Starts the engine and makes the base image; None, or why Docker cannot run here."""
+def engine_running() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.fixture
+def docker_engine() -> Iterator[None]:
+    """A Docker engine and the local base image. An engine this fixture started
+    is stopped afterwards (images stay cached in the engine's storage)."""
+    started = not engine_running()
     engine = subprocess.run(
         [str(ROOT / "scripts" / "docker-engine")], capture_output=True, text=True, timeout=300
     )
     if engine.returncode != 0:
-        return "no Docker engine can be started here: " + engine.stderr.strip()[-500:]
-    base = subprocess.run(
-        [str(ROOT / "scripts" / "docker-base")], capture_output=True, text=True, timeout=600
-    )
-    assert base.returncode == 0, base.stderr[-2000:]
-    return None
+        pytest.skip("no Docker engine can be started here: " + engine.stderr.strip()[-500:])
+    try:
+        base = subprocess.run(
+            [str(ROOT / "scripts" / "docker-base")], capture_output=True, text=True, timeout=900
+        )
+        assert base.returncode == 0, base.stderr[-2000:]
+        yield
+    finally:
+        if started:
+            pid = int(Path("/var/run/docker.pid").read_text())
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                status = Path(f"/proc/{pid}/stat").read_text(errors="replace").split()
+                if len(status) > 2 and status[2] == "Z":
+                    break  # exited; its parent (init) reaps it
+                time.sleep(0.2)
 
 
 @pytest.fixture
-def running_stack() -> Iterator[RunningStack]:
-    why = docker_engine()
-    if why is not None:
-        pytest.skip(why)
+def running_stack(docker_engine) -> Iterator[RunningStack]:
     work = Path(tempfile.mkdtemp(prefix="smtp-policy-stack-"))
     policy_dir, sink_dir = work / "policy", work / "sink"
     shutil.copytree(ROOT / "examples", policy_dir)
