@@ -1,4 +1,5 @@
-"""The asynchronous host functions policies call through `kumo` (sleep, throttles).
+"""The asynchronous host functions policies call through `kumo` (sleep,
+throttles, kumo.dns).
 
 A handler that calls one suspends only its own evaluation: its coroutine yields
 to the evaluator, which awaits the function here and resumes it with the result
@@ -11,11 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from policyd.dns import Dns
+from policyd.hostcalls import BridgeError
 from policyd.throttle import Throttles, ThrottleSpec
-
-
-class BridgeError(Exception):
-    """A host call that failed; the message becomes the Lua error."""
 
 
 class Bridge:
@@ -23,12 +22,15 @@ class Bridge:
         self,
         throttles: Throttles | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        dns: Dns | None = None,
     ) -> None:
         self.throttles = throttles or Throttles()
+        self.dns = dns or Dns()
         self._sleep = sleep
         self.functions: dict[str, Callable[..., Awaitable[tuple[Any, ...]]]] = {
             "sleep": self.sleep,
             "throttle": self.throttle,
+            **self.dns.functions(),
         }
 
     async def call(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:

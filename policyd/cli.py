@@ -150,6 +150,38 @@ def main() -> None:
     help="Seconds a throttle waits for Redis.",
 )
 @click.option(
+    "--dns-server",
+    "dns_servers",
+    multiple=True,
+    envvar="POLICYD_DNS_SERVER",
+    show_envvar=True,
+    help="Name server for kumo.dns, IP or IP:PORT; repeatable  [default: the system's].",
+)
+@click.option(
+    "--dns-timeout",
+    type=float,
+    default=ServeConfig.dns_timeout,
+    envvar="POLICYD_DNS_TIMEOUT",
+    show_envvar=True,
+    help="Seconds one DNS try waits for an answer (a lookup also ends with its evaluation).",
+)
+@click.option(
+    "--dns-attempts",
+    type=click.IntRange(1),
+    default=ServeConfig.dns_attempts,
+    envvar="POLICYD_DNS_ATTEMPTS",
+    show_envvar=True,
+    help="Tries per DNS lookup.",
+)
+@click.option(
+    "--dns-cache-size",
+    type=click.IntRange(0),
+    default=ServeConfig.dns_cache_size,
+    envvar="POLICYD_DNS_CACHE_SIZE",
+    show_envvar=True,
+    help="DNS answers kept (each for its TTL; 0: no cache).",
+)
+@click.option(
     "--redis-failure",
     type=click.Choice(["error", "allow"]),
     default=ServeConfig.redis_failure,

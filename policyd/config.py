@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policyd.access import is_local_address
+from policyd.dns import DnsError, nameserver
 from policyd.runtime import Limits
 
 
@@ -40,6 +41,12 @@ class ServeConfig:
     # Seconds a throttle waits for Redis, and what a failure means ("error" or "allow").
     redis_timeout: float = 0.1
     redis_failure: str = "error"
+    # kumo.dns: name servers (IP[:PORT]; none: the system's), seconds per try,
+    # tries per lookup, and records kept in the cache.
+    dns_servers: tuple[str, ...] = ()
+    dns_timeout: float = 1.0
+    dns_attempts: int = 2
+    dns_cache_size: int = 10000
     # TLS: the daemon's certificate and key; with a client CA, edges must present a
     # certificate it signed (mutual TLS), and their edge id must be its common name.
     tls_cert: Path | None = None
@@ -56,6 +63,11 @@ class ServeConfig:
 
     def validate(self) -> None:
         """Raises ValueError for settings that cannot work together or are unsafe."""
+        for server in self.dns_servers:
+            try:
+                nameserver(server)
+            except (DnsError, ValueError):
+                raise ValueError(f"--dns-server {server!r}: expected IP or IP:PORT") from None
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:

@@ -80,7 +80,8 @@ def check(path: Path) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--coverage/--no-coverage", default=True, help="Report the handler lines run.")
 def test(path: Path, coverage: bool) -> None:
-    """Run the policy's test cases offline (fake clock, throttles in memory)."""
+    """Run the policy's test cases offline (fake clock, throttles in memory,
+    DNS answers from the test files)."""
     try:
         source = PolicySource.at(path)
         policy = LuaPolicy(source, coverage=coverage)

@@ -18,8 +18,9 @@ from typing import Any
 
 from policy.v1 import policy_pb2 as pb
 from policyd import metrics
-from policyd.bridge import Bridge, BridgeError
+from policyd.bridge import Bridge
 from policyd.decisions import DecisionLog
+from policyd.hostcalls import BridgeError, deadline
 from policyd.overflow import Overflow, OverflowLane
 from policyd.runtime import LuaPolicy, Outcome, Pending
 from policyd.source import Snapshot
@@ -177,13 +178,14 @@ async def drive(
     slice: int | None,
 ) -> Outcome:
     """Runs one evaluation to its end, awaiting the host calls it makes."""
-    deadline = time.monotonic() + seconds
+    ends = time.monotonic() + seconds
     step = await lane.run(lambda p: p.start(event, *inputs, seconds, slice))
     while isinstance(step, Pending):
         pending = step
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                values = await bridge.call(pending.name, pending.args)
+            async with asyncio.timeout(ends - time.monotonic()):
+                with deadline(ends):
+                    values = await bridge.call(pending.name, pending.args)
             ok = True
         except TimeoutError:
             return Outcome(

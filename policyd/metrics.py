@@ -26,5 +26,10 @@ THROTTLE_FAILURES = Counter(
     "Throttle uses that Redis did not answer, by what the daemon did (error or allow)",
     ["on_failure"],
 )
+DNS_LOOKUPS = Counter(
+    "policyd_dns_lookups",
+    "kumo.dns record lookups by type and outcome (cached, answer, nxdomain, nodata, failure)",
+    ["type", "outcome"],
+)
 RELOADS = Counter("policyd_reloads", "Reload attempts by outcome", ["outcome"])
 REVISION = Info("policyd_revision", "The active policy revision")

@@ -21,6 +21,7 @@ from typing import Any
 
 from lupa import lua54
 
+from policyd.dns import DnsError, reverse_pointer
 from policyd.source import PolicyError, PolicySource, Snapshot
 from policyd.throttle import SpecError, ThrottleSpec
 
@@ -111,6 +112,14 @@ def _python(value: Any) -> Any:
     return items
 
 
+def _reverse_ip(text: str) -> tuple[str | None, str]:
+    """(reversed address, in-addr.arpa or ip6.arpa), or (None, the error)."""
+    try:
+        return reverse_pointer(text)
+    except DnsError as e:
+        return None, str(e)
+
+
 class LuaPolicy:
     """A loaded, ready-to-evaluate policy revision.
 
@@ -145,6 +154,7 @@ class LuaPolicy:
                 "json_decode": self._json_decode,
                 "throttle_spec": self._throttle_spec,
                 "configure_redis": self._configure_redis,
+                "reverse_ip": _reverse_ip,
             }
         )
         # Set by kumo.configure_redis_throttles{node=...} while the policy loads.

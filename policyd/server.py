@@ -28,6 +28,7 @@ from policyd.access import AdminAccess
 from policyd.bridge import Bridge
 from policyd.config import ServeConfig
 from policyd.decisions import DecisionLog
+from policyd.dns import Dns, DnsCache, NetworkSource
 from policyd.overflow import Overflow
 from policyd.service import AdminService, PolicyService
 from policyd.source import PolicyError, PolicySource
@@ -50,6 +51,11 @@ def bound_address(listen: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def dns_resolver(config: ServeConfig) -> Dns:
+    source = NetworkSource(list(config.dns_servers), config.dns_timeout, config.dns_attempts)
+    return Dns(source, DnsCache(config.dns_cache_size))
+
+
 class Server:
     def __init__(self, config: ServeConfig, on_ready: Callable[[], None] | None = None) -> None:
         self.config = config
@@ -59,7 +65,7 @@ class Server:
         self.decisions = None if config.decision_log == "off" else DecisionLog(config.decision_log)
         engine = Engine(
             config.limits,
-            Bridge(throttles),
+            Bridge(throttles, dns=dns_resolver(config)),
             self.overflow,
             config.max_message_size,
             self.decisions,

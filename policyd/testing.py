@@ -20,6 +20,17 @@ A step has one event key: `connect = true`, `ehlo`, `helo`, `mail_from`,
 smtp_server_message_received with the first one's header changes applied), or
 `wait = SECONDS` (time passes on the case's fake clock: throttles and kumo.sleep
 run on it; each case starts at the same instant with empty throttles).
+DNS answers for kumo.dns come from the test, never the network: a `[dns]`
+table for every case of the file and a `dns` table per case (merged over it),
+by name, then record type:
+
+    [dns]
+    "2.0.0.192.bl.example" = { A = ["127.0.0.2"], TXT = ["listed: spam source"] }
+    "192.0.2.1" = { PTR = ["mail.example.net."] }     # an IP stands for its PTR name
+    "example.net" = { MX = ["10 mx.example.net."], A = ["192.0.2.10"] }
+    "broken.example" = { fail = "SERVFAIL" }          # every lookup of it fails
+
+A name not listed is NXDOMAIN; a type not listed for a name is no data.
 `expect` is "continue" (the default), "error", or "reject|disconnect CODE
 [TEXT]" (TEXT, when given, must match exactly); `mode` optionally names the
 disconnect mode; `meta` lists conn_meta values the session must hold after the
@@ -36,6 +47,7 @@ from typing import Any
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
 from policyd.bridge import Bridge
+from policyd.dns import Dns, StaticSource
 from policyd.evaluate import Evaluator
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
@@ -43,7 +55,7 @@ from policyd.throttle import Throttles
 
 EVENT_KEYS = ("connect", "ehlo", "helo", "mail_from", "rcpt_to", "data", "wait")
 STEP_KEYS = {*EVENT_KEYS, "expect", "mode", "meta"}
-CASE_KEYS = {"name", "peer", "local", "hostname", "edge_id", "meta", "steps"}
+CASE_KEYS = {"name", "peer", "local", "hostname", "edge_id", "meta", "dns", "steps"}
 ACTION_NAMES = {
     pb.ACTION_CONTINUE: "continue",
     pb.ACTION_REJECT: "reject",
@@ -109,6 +121,7 @@ class Case:
     hostname: str = "mx.example.test"
     edge_id: str = "test-edge"
     labels: dict[str, str] = field(default_factory=dict)
+    dns: dict[str, Any] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -145,6 +158,8 @@ def parse_cases(file: str, text: str) -> list[Case]:
     """Parses one test file; PolicyError (naming the file) if it is malformed."""
     try:
         doc = tomllib.loads(text)
+        shared_dns = doc.get("dns", {})
+        StaticSource(shared_dns)  # checks the answers, even with no case using them
         cases = []
         for raw in doc.get("case", []):
             unknown = set(raw) - CASE_KEYS
@@ -162,6 +177,8 @@ def parse_cases(file: str, text: str) -> list[Case]:
                     )
                 steps.append(Step(events[0], raw_step[events[0]], Expectation.parse(raw_step)))
             options = {k: raw[k] for k in ("peer", "local", "hostname", "edge_id") if k in raw}
+            dns = {**shared_dns, **raw.get("dns", {})}
+            StaticSource(dns)  # checks the answers
             cases.append(
                 Case(
                     file,
@@ -169,6 +186,7 @@ def parse_cases(file: str, text: str) -> list[Case]:
                     name,
                     tuple(steps),
                     labels=raw.get("meta", {}),
+                    dns=dns,
                     **options,
                 )
             )
@@ -195,7 +213,11 @@ class Conversation:
 
     def __init__(self, policy: LuaPolicy, case: Case) -> None:
         self.clock = FakeClock()
-        bridge = Bridge(Throttles(clock=self.clock.time), sleep=self.clock.sleep)
+        bridge = Bridge(
+            Throttles(clock=self.clock.time),
+            sleep=self.clock.sleep,
+            dns=Dns(StaticSource(case.dns)),
+        )
         self.evaluator = Evaluator(policy, bridge)
         peer_ip, peer_port = _split(case.peer)
         local_ip, local_port = _split(case.local)

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from policyd.hostcalls import BridgeError
+
 log = logging.getLogger("policyd.throttle")
 
 _PERIODS = {
@@ -234,7 +236,6 @@ class Throttles:
         from redis.exceptions import RedisError
 
         from policyd import metrics
-        from policyd.bridge import BridgeError
 
         try:
             return await self._backend().use(key, spec)

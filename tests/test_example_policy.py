@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import smtplib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,38 @@ def test_each_kind_of_refusal(example) -> None:
             b"550 5.7.1 you are not me\r\n421 mx.test disconnecting due to previous error\r\n"
         )
     assert example.stored() == []
+
+
+RBL_EXAMPLE = EXAMPLE.parent / "rbl.lua"
+
+
+def policyctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "policyd.ctl", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_dns_example_passes_its_tests_with_the_dns_answers_they_give() -> None:
+    result = policyctl("test", str(RBL_EXAMPLE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "7 passed, 0 failed" in result.stdout
+    assert "smtp_server_connection_accepted: 10/10 lines run" in result.stdout
+
+
+def test_dns_answers_in_test_cases_decide_the_outcome(tmp_path) -> None:
+    """The same cases with one answer changed: the block-list case now fails,
+    showing what the policy got instead."""
+    shutil.copy(RBL_EXAMPLE, tmp_path / "rbl.lua")
+    tests = (EXAMPLE.parent / "rbl.tests.toml").read_text()
+    listing = '"66.2.0.192.zen.spamhaus.org" = { A = ["127.0.0.2"]'
+    assert listing in tests
+    (tmp_path / "rbl.tests.toml").write_text(tests.replace(listing, listing.replace("66.", "67.")))
+    result = policyctl("test", str(tmp_path / "rbl.lua"))
+    assert result.returncode == 1
+    assert "FAIL rbl.tests.toml:11 a client on the block list is refused" in result.stdout
+    assert "+ got:      continue" in result.stdout
+    # A malformed DNS table is reported, not guessed at.
+    (tmp_path / "rbl.tests.toml").write_text('[dns]\n"x.example" = { CNAME = ["y."] }\n')
+    broken = policyctl("test", str(tmp_path / "rbl.lua"))
+    assert broken.returncode == 2
+    assert "unknown record types ['CNAME']" in broken.stdout + broken.stderr

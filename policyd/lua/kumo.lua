@@ -145,6 +145,70 @@ function kumo.configure_redis_throttles(params)
   host.configure_redis(params.node)
 end
 
+-- DNS (kumo.dns): looked up asynchronously by the host, cached for the TTL ---
+
+local dns = {}
+kumo.dns = dns
+
+local function strings(fn, ...)
+  local args = { ... }
+  for i = 1, select('#', ...) do
+    if type(args[i]) ~= 'string' then
+      error(format('bad argument #%d to kumo.dns.%s (string expected, got %s)', i, fn,
+                   type(args[i])), 3)
+    end
+  end
+end
+
+-- Array of the IPv4 and IPv6 addresses; NXDOMAIN is an error.
+function dns.lookup_addr(name)
+  strings('lookup_addr', name)
+  return (limits.call_host('dns.lookup_addr', false, name))
+end
+
+-- {by_pref = {[pref] = {host, ...}}, hosts = {...}, domain_name, site_name,
+--  is_mx, is_secure, is_domain_literal}; NXDOMAIN is an error.
+function dns.lookup_mx(domain)
+  strings('lookup_mx', domain)
+  return (limits.call_host('dns.lookup_mx', false, domain))
+end
+
+-- Array of the TXT records' texts; NXDOMAIN is an error.
+function dns.lookup_txt(name)
+  strings('lookup_txt', name)
+  return (limits.call_host('dns.lookup_txt', false, name))
+end
+
+-- Array of the names an IP address points to (may be empty).
+function dns.lookup_ptr(ip)
+  strings('lookup_ptr', ip)
+  return (limits.call_host('dns.lookup_ptr', false, ip))
+end
+
+-- The listing's address and its TXT text, or nil, nil when not listed.
+-- IP may be 'ip:port' (conn_meta's received_from).
+function dns.rbl_lookup(ip, base_domain)
+  strings('rbl_lookup', ip, base_domain)
+  local answer, txt = limits.call_host('dns.rbl_lookup', false, ip, base_domain)
+  return answer, txt
+end
+
+local function reversed(fn, ip)
+  if type(ip) ~= 'string' then
+    error(format('bad argument #1 to kumo.dns.%s (string expected, got %s)', fn, type(ip)), 3)
+  end
+  local name, suffix = host.reverse_ip(ip)
+  if name == nil then error(format('kumo.dns.%s(%q): %s', fn, ip, suffix), 3) end
+  return name, suffix
+end
+
+function dns.reverse_ip(ip) return (reversed('reverse_ip', ip)) end
+
+function dns.ptr_host(ip)
+  local name, suffix = reversed('ptr_host', ip)
+  return name .. '.' .. suffix
+end
+
 -- JSON encoding of metadata values (checked when set, so an error points at
 -- the policy line that stored the bad value) --------------------------------
 
