@@ -163,7 +163,10 @@ class NetworkSource:
     """Queries name servers: those given as IP[:PORT], else the system's."""
 
     def __init__(self, servers: list[str] | None = None, timeout: float = 2.0, attempts: int = 2):
-        self.resolver = dns.asyncresolver.Resolver(configure=not servers)
+        try:
+            self.resolver = dns.asyncresolver.Resolver(configure=not servers)
+        except dns.resolver.NoResolverConfiguration:  # no /etc/resolv.conf: lookups fail
+            self.resolver = dns.asyncresolver.Resolver(configure=False)
         if servers:
             self.resolver.nameservers = [nameserver(s) for s in servers]
         self.resolver.timeout = timeout  # one try at one server
@@ -171,6 +174,8 @@ class NetworkSource:
         self.resolver.cache = None  # DnsCache above is the cache
 
     async def query(self, name: str, rdtype: str, timeout: float) -> Records:
+        if not self.resolver.nameservers:
+            raise DnsError("no name server configured (see policyd --dns-server)")
         try:
             answer = await self.resolver.resolve(
                 name,

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 import compose
-from tests.procs import free_port
 from tests.smtpclient import RawClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,23 +161,22 @@ def running_stack(docker_engine) -> Iterator[RunningStack]:
     sink_dir.mkdir()
     for path in (work, policy_dir, *policy_dir.iterdir()):
         path.chmod(0o755)  # the daemons run as an unprivileged user
-    metrics = free_port()
-    ports = {"edge-a": free_port(), "edge-b": free_port()}
-    env = {
-        "POLICY_DIR": str(policy_dir),
-        "SINK_DIR": str(sink_dir),
-        "EDGE_A_PORT": str(ports["edge-a"]),
-        "EDGE_B_PORT": str(ports["edge-b"]),
-        "EDGE_A_METRICS_PORT": str(free_port()),
-        "EDGE_B_METRICS_PORT": str(free_port()),
-        "POLICYD_METRICS_PORTS": f"{metrics}-{metrics + 1}",
-    }
-    stack = RunningStack(f"smtp-policy-test-{os.getpid()}", env, ports, policy_dir, sink_dir)
+    # Empty host ports: Docker picks free ones (no race with other tests), and
+    # `docker compose port` tells which.
+    ports_unset = ("EDGE_A_PORT", "EDGE_B_PORT", "EDGE_A_METRICS_PORT", "EDGE_B_METRICS_PORT")
+    env = {name: "" for name in (*ports_unset, "POLICYD_METRICS_PORTS")}
+    env |= {"POLICY_DIR": str(policy_dir), "SINK_DIR": str(sink_dir)}
+    stack = RunningStack(f"smtp-policy-test-{os.getpid()}", env, {}, policy_dir, sink_dir)
     try:
         up = stack.compose("up", "-d", "--build", "--wait", "--wait-timeout", "180", timeout=900)
         if up.returncode != 0:
             logs = stack.compose("logs", "--no-color", "--tail", "40").stdout
             pytest.fail(f"compose up failed:\n{up.stdout[-4000:]}\n{up.stderr[-4000:]}\n{logs}")
+        for service in ("edge-a", "edge-b"):
+            published = stack.compose("port", service, "2525").stdout.strip()
+            host, _, port = published.rpartition(":")
+            assert host == "127.0.0.1", published
+            stack.ports[service] = int(port)
         yield stack
     finally:
         stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "10")
