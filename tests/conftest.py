@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,3 +79,17 @@ def stack(stack_factory, request) -> Stack:
     marker = request.node.get_closest_marker("policy")
     assert marker is not None, "use @pytest.mark.policy(...) with the stack fixture"
     return stack_factory(marker.args[0])
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory) -> Path:
+    """Two unrelated development CAs made by `policyctl certs`, in dev/ and other/:
+    server.crt (localhost, 127.0.0.1), edge-{edge-a,edge-b,client-1}.crt, admin-ops.crt."""
+    directory = tmp_path_factory.mktemp("certs")
+    for name in ("dev", "other"):
+        subprocess.run(
+            [sys.executable, "-m", "policyd.ctl", "certs", str(directory / name),
+             "--edge", "edge-a", "--edge", "edge-b", "--edge", "client-1", "--admin", "ops"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return directory

@@ -46,19 +46,6 @@ end)
 """.replace("'PASSWORD'", repr(PASSWORD))
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Path:
-    """A development CA made by `policyctl certs`, and a second, unrelated one."""
-    directory = tmp_path_factory.mktemp("certs")
-    for name in ("dev", "other"):
-        subprocess.run(
-            [sys.executable, "-m", "policyd.ctl", "certs", str(directory / name),
-             "--edge", "client-1"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-    return directory
-
-
 @pytest.fixture
 def tls_stack(stack_factory, certs):
     def make(*edge_args: str):

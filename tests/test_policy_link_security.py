@@ -25,18 +25,6 @@ end)
 UNAVAILABLE = b" 4.3.0 mx.test policy service unavailable, try again later\r\n"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("certs")
-    for name in ("dev", "other"):
-        subprocess.run(
-            [sys.executable, "-m", "policyd.ctl", "certs", str(directory / name),
-             "--edge", "edge-a", "--edge", "edge-b", "--admin", "ops"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-    return directory
-
-
 @pytest.fixture
 def procs():
     started: list[Proc] = []

@@ -160,29 +160,17 @@ local function strings(fn, ...)
   end
 end
 
--- Array of the IPv4 and IPv6 addresses; NXDOMAIN is an error.
-function dns.lookup_addr(name)
-  strings('lookup_addr', name)
-  return (limits.call_host('dns.lookup_addr', false, name))
-end
-
--- {by_pref = {[pref] = {host, ...}}, hosts = {...}, domain_name, site_name,
---  is_mx, is_secure, is_domain_literal}; NXDOMAIN is an error.
-function dns.lookup_mx(domain)
-  strings('lookup_mx', domain)
-  return (limits.call_host('dns.lookup_mx', false, domain))
-end
-
--- Array of the TXT records' texts; NXDOMAIN is an error.
-function dns.lookup_txt(name)
-  strings('lookup_txt', name)
-  return (limits.call_host('dns.lookup_txt', false, name))
-end
-
--- Array of the names an IP address points to (may be empty).
-function dns.lookup_ptr(ip)
-  strings('lookup_ptr', ip)
-  return (limits.call_host('dns.lookup_ptr', false, ip))
+-- lookup_addr(name): array of the IPv4 and IPv6 addresses; NXDOMAIN is an error.
+-- lookup_mx(domain): {by_pref = {[pref] = {host, ...}}, hosts = {...}, domain_name,
+--   site_name, is_mx, is_secure, is_domain_literal}; NXDOMAIN is an error.
+-- lookup_txt(name): array of the TXT records' texts; NXDOMAIN is an error.
+-- lookup_ptr(ip): array of the names an IP address points to (may be empty).
+for _, fn in ipairs({ 'lookup_addr', 'lookup_mx', 'lookup_txt', 'lookup_ptr' }) do
+  local host_fn = 'dns.' .. fn
+  dns[fn] = function(arg)
+    strings(fn, arg)
+    return (limits.call_host(host_fn, false, arg))
+  end
 end
 
 -- The listing's address and its TXT text, or nil, nil when not listed.
