@@ -47,6 +47,7 @@ from typing import Any
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
 from policyd.bridge import Bridge
+from policyd.decisions import ACTION_NAMES, MODE_NAMES
 from policyd.dns import Dns, StaticSource
 from policyd.evaluate import Evaluator
 from policyd.runtime import LuaPolicy
@@ -56,17 +57,6 @@ from policyd.throttle import Throttles
 EVENT_KEYS = ("connect", "ehlo", "helo", "mail_from", "rcpt_to", "data", "wait")
 STEP_KEYS = {*EVENT_KEYS, "expect", "mode", "meta"}
 CASE_KEYS = {"name", "peer", "local", "hostname", "edge_id", "meta", "dns", "steps"}
-ACTION_NAMES = {
-    pb.ACTION_CONTINUE: "continue",
-    pb.ACTION_REJECT: "reject",
-    pb.ACTION_DISCONNECT: "disconnect",
-    pb.ACTION_ERROR: "error",
-}
-MODE_NAMES = {
-    pb.DISCONNECT_MODE_IF_421: "If421",
-    pb.DISCONNECT_MODE_FOLLOW_WITH_421: "FollowWith421",
-    pb.DISCONNECT_MODE_FORCE_DISCONNECT: "ForceDisconnect",
-}
 
 
 @dataclass(frozen=True)

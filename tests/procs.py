@@ -82,6 +82,13 @@ class Proc:
         return rc
 
 
+def refused_start(program: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m PROGRAM serve ARGS` for a start that must fail (bad policy or flags)."""
+    return subprocess.run(
+        [sys.executable, "-m", program, "serve", *args], capture_output=True, text=True, timeout=30
+    )
+
+
 def start_daemon(
     policy: Path, workdir: Path, *extra: str, listen: str = "127.0.0.1:0", log: str = "policyd.log"
 ) -> tuple[Proc, str]:

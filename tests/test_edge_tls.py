@@ -8,14 +8,13 @@ import shutil
 import smtplib
 import ssl
 import subprocess
-import sys
 import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from tests.procs import free_port, start_daemon, start_edge
+from tests.procs import free_port, refused_start, start_daemon, start_edge
 
 PASSWORD = "s3cret-Pa55w0rd-never-logged"
 
@@ -136,10 +135,7 @@ def test_require_tls_refuses_mail_before_starttls(tls_stack, certs) -> None:
 
 
 def test_require_tls_needs_a_certificate(tmp_path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "smtpedge", "serve", "--require-tls", "--listen", "127.0.0.1:0"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    result = refused_start("smtpedge", "--require-tls", "--listen", "127.0.0.1:0")
     assert result.returncode == 2
     assert "--require-tls" in result.stderr and "--tls-cert" in result.stderr
 

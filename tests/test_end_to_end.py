@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.procs import HOSTNAME
+from tests.procs import HOSTNAME, refused_start
 
 TECHNICAL_DIFFICULTIES = b"421 4.3.0 mx.test technical difficulties\r\n"
 
@@ -196,21 +196,7 @@ kumo.on('smtp_server_mail_from', function() end)
 kumo.on('smtp_server_mail_from', function() end)
 """
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "policyd",
-            "serve",
-            "--policy",
-            str(path),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = refused_start("policyd", "--policy", str(path), "--listen", "127.0.0.1:0")
     assert result.returncode != 0
     assert (
         "policy.lua:4: kumo.on: 'smtp_server_mail_from' already has a handler, "
@@ -229,21 +215,7 @@ kumo.on('smtp_server_mail_from', function() end)
 )
 def test_broken_policies_are_refused_at_start_with_file_and_line(write_policy, text, where) -> None:
     path = write_policy(text)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "policyd",
-            "serve",
-            "--policy",
-            str(path),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = refused_start("policyd", "--policy", str(path), "--listen", "127.0.0.1:0")
     assert result.returncode == 2
     assert where in result.stderr
 

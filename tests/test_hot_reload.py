@@ -13,7 +13,7 @@ import pytest
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
-from tests.procs import start_daemon, start_edge
+from tests.procs import refused_start, start_daemon, start_edge
 from tests.smtpclient import RawClient
 
 
@@ -264,27 +264,10 @@ def test_a_directory_policy_reloads_when_only_a_module_changes(tmp_path) -> None
 
 
 def test_a_policy_failing_its_own_tests_is_refused_at_start(tmp_path) -> None:
-    import subprocess
-    import sys
-
     path = tmp_path / "policy.lua"
     path.write_text(policy_rejecting("actual"))
     (tmp_path / "policy.tests.toml").write_text(cases_expecting("expected"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "policyd",
-            "serve",
-            "--policy",
-            str(path),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = refused_start("policyd", "--policy", str(path), "--listen", "127.0.0.1:0")
     assert result.returncode == 2
     assert (
         "policy.tests.toml:3: case 'mail from is refused with expected', step 1 "

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.procs import refused_start
 from tests.smtpclient import RawClient
 
 TECHNICAL_DIFFICULTIES = b"421 4.3.0 mx.test technical difficulties\r\n"
@@ -119,15 +120,16 @@ def test_the_instruction_budget_stops_a_loop(stack_factory) -> None:
 
 
 def test_an_endless_loop_at_load_is_refused(tmp_path, write_policy) -> None:
-    import subprocess
-    import sys
-
     path = write_policy("local n = 0\nwhile true do n = n + 1 end\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "policyd", "serve", "--policy", str(path), "--listen",
-         "127.0.0.1:0", "--eval-instructions", "5000000"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = refused_start(
+        "policyd",
+        "--policy",
+        str(path),
+        "--listen",
+        "127.0.0.1:0",
+        "--eval-instructions",
+        "5000000",
+    )
     assert result.returncode == 2
     assert "policy.lua:2: evaluation exceeded its limit of 5000000 instructions" in result.stderr
 

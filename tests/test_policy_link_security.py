@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, start_daemon, start_edge
+from tests.procs import Proc, refused_start, start_daemon, start_edge
 from tests.smtpclient import RawClient
 
 POLICY = """
@@ -155,18 +155,12 @@ def non_loopback_address() -> str | None:
 def test_plaintext_to_a_non_loopback_address_needs_the_flag(tmp_path, procs) -> None:
     policy = tmp_path / "policy.lua"
     policy.write_text(POLICY)
-    edge = subprocess.run(
-        [sys.executable, "-m", "smtpedge", "serve", "--listen", "127.0.0.1:0",
-         "--policy-server", "192.0.2.10:50051"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    edge = refused_start(
+        "smtpedge", "--listen", "127.0.0.1:0", "--policy-server", "192.0.2.10:50051"
+    )
     assert edge.returncode == 2
     assert "refusing plaintext to the policy daemon at 192.0.2.10:50051" in edge.stderr
-    daemon = subprocess.run(
-        [sys.executable, "-m", "policyd", "serve", "--policy", str(policy),
-         "--listen", "0.0.0.0:0"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    daemon = refused_start("policyd", "--policy", str(policy), "--listen", "0.0.0.0:0")
     assert daemon.returncode == 2
     assert "0.0.0.0:0" in daemon.stderr and "--allow-plaintext" in daemon.stderr
     # With the flag, both start (the edge listens even before the daemon answers).

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import grpc
@@ -12,7 +10,7 @@ import psutil
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
-from tests.procs import start_daemon, start_edge
+from tests.procs import refused_start, start_daemon, start_edge
 from tests.test_failover import POLICY, Session, check_sessions, transaction
 
 
@@ -64,11 +62,9 @@ def test_daemon_workers_serve_one_port_and_reload_together(tmp_path) -> None:
 def test_a_broken_policy_is_refused_before_workers_start(tmp_path) -> None:
     policy = tmp_path / "policy.lua"
     policy.write_text("kumo.on('smtp_server_mail_from', function(\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "policyd", "serve", "--policy", str(policy),
-         "--listen", "127.0.0.1:0", "--workers", "2"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = refused_start(
+        "policyd", "--policy", str(policy), "--listen", "127.0.0.1:0", "--workers", "2"
+    )
     assert result.returncode == 2
     assert "policy.lua:2:" in result.stderr
 
