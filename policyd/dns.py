@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,7 +55,7 @@ class Records:
 
 
 class Source(Protocol):
-    async def query(self, name: str, rdtype: str, timeout: float) -> Records: ...
+    async def query(self, name: str, rdtype: str) -> Records: ...
 
 
 # Pure helpers --------------------------------------------------------------
@@ -69,9 +70,11 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         candidates.append(text.partition(":")[0])
     for candidate in candidates:
         try:
-            return ipaddress.ip_address(candidate)
+            ip = ipaddress.ip_address(candidate)
         except ValueError:
             continue
+        # An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d.
+        return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
     raise DnsError(f"not an IP address: {text!r}")
 
 
@@ -173,7 +176,7 @@ class NetworkSource:
         self.lifetime = timeout * attempts
         self.resolver.cache = None  # DnsCache above is the cache
 
-    async def query(self, name: str, rdtype: str, timeout: float) -> Records:
+    async def query(self, name: str, rdtype: str) -> Records:
         if not self.resolver.nameservers:
             raise DnsError("no name server configured (see policyd --dns-server)")
         try:
@@ -182,7 +185,7 @@ class NetworkSource:
                 rdtype,
                 search=False,
                 raise_on_no_answer=False,
-                lifetime=min(self.lifetime, timeout),
+                lifetime=self.lifetime,
             )
         except dns.resolver.NXDOMAIN as e:
             responses = list(e.responses().values())
@@ -227,27 +230,51 @@ class StaticSource:
     """
 
     def __init__(self, zone: Mapping[str, Mapping[str, Any]]) -> None:
-        self.zone: dict[str, Mapping[str, Any]] = {}
+        """ValueError, naming the entry, for anything it cannot serve."""
+        self.zone: dict[str, dict[str, Any]] = {}
         for name, types in zone.items():
             try:
-                key = ptr_host(name)
-            except DnsError:
-                key = _name(name)
-            unknown = set(types) - {*TYPES, "fail"}
-            if unknown:
-                raise ValueError(f"dns {name!r}: unknown record types {sorted(unknown)}")
-            self.zone[key] = types
+                self.zone[_key(name)] = _answers(types)
+            except (DnsError, ValueError, TypeError, AttributeError) as e:
+                raise ValueError(f"dns {name!r}: {e}") from None
 
-    async def query(self, name: str, rdtype: str, timeout: float) -> Records:
-        types = self.zone.get(name)
-        if types is None:
+    async def query(self, name: str, rdtype: str) -> Records:
+        answers = self.zone.get(name)
+        if answers is None:
             return Records(nxdomain=True)
-        if "fail" in types:
-            raise DnsError(str(types["fail"]))
-        values: list[Any] = [str(v) for v in types.get(rdtype, ())]
+        if "fail" in answers:
+            raise DnsError(answers["fail"])
+        return Records(tuple(answers.get(rdtype, ())), ttl=300.0)
+
+
+def _key(name: str) -> str:
+    try:
+        return ptr_host(name)
+    except DnsError:
+        return _name(name)
+
+
+def _answers(types: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(types) - {*TYPES, "fail"}
+    if unknown:
+        raise ValueError(f"unknown record types {sorted(unknown)}")
+    answers: dict[str, Any] = {}
+    for rdtype, values in types.items():
+        if rdtype == "fail":
+            answers["fail"] = str(values)
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{rdtype} must be a list of strings")
         if rdtype == "MX":
-            values = [(int(v.split()[0]), v.split()[1]) for v in values]
-        return Records(tuple(values), ttl=300.0)
+            parts = [v.split() for v in values]
+            if not all(len(p) == 2 and p[0].isdigit() for p in parts):
+                raise ValueError("MX values are 'PREFERENCE EXCHANGE'")
+            answers[rdtype] = [(int(p[0]), p[1]) for p in parts]
+        elif rdtype in ("A", "AAAA"):
+            answers[rdtype] = [str(ipaddress.ip_address(v)) for v in values]
+        else:
+            answers[rdtype] = values
+    return answers
 
 
 # What the policy calls -----------------------------------------------------
@@ -256,41 +283,50 @@ class StaticSource:
 class Dns:
     def __init__(self, source: Source | None = None, cache: DnsCache | None = None) -> None:
         self.source: Source = source or NetworkSource()
-        self.cache = cache or DnsCache()
-        self._inflight: dict[tuple[str, str], asyncio.Future[Records]] = {}
+        self.cache = cache if cache is not None else DnsCache()
+        self._inflight: dict[tuple[str, str], asyncio.Task[Records]] = {}
         self.queries = 0  # sent to the source (cache misses)
 
     async def records(self, name: str, rdtype: str) -> Records:
+        """From the cache, or from one query shared by everyone asking meanwhile.
+        Each caller waits within its own evaluation's deadline (leaving the
+        policy a moment to handle a failure); the query itself runs on for the
+        others, and for the cache."""
         key = (name, rdtype)
         cached = self.cache.get(key)
         if cached is not None:
             metrics.DNS_LOOKUPS.labels(rdtype, "cached").inc()
             return cached
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Records] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        query = self._inflight.get(key)
+        if query is None:
+            query = asyncio.get_running_loop().create_task(self._query(name, rdtype))
+            self._inflight[key] = query
+            query.add_done_callback(self._done)
         try:
-            self.queries += 1
-            # Leave the policy a moment to handle a failure before its deadline.
-            budget = time_left() * 0.8
-            try:
-                records = await self.source.query(name, rdtype, budget)
-            except DnsError:
-                metrics.DNS_LOOKUPS.labels(rdtype, "failure").inc()
-                raise
-            outcome = "nxdomain" if records.nxdomain else "answer" if records.values else "nodata"
-            metrics.DNS_LOOKUPS.labels(rdtype, outcome).inc()
-            self.cache.put(key, records)
-            future.set_result(records)
-            return records
-        except BaseException as e:
-            future.set_exception(e if isinstance(e, DnsError) else DnsError("lookup abandoned"))
-            future.exception()  # retrieved: no warning when nobody else waits
+            left = time_left()
+            async with asyncio.timeout(left * 0.8 if left != math.inf else None):
+                return await asyncio.shield(query)
+        except TimeoutError:
+            raise DnsError("timed out") from None
+
+    def _done(self, query: asyncio.Task[Records]) -> None:
+        for key, task in list(self._inflight.items()):
+            if task is query:
+                del self._inflight[key]
+        if not query.cancelled():
+            query.exception()  # retrieved: no warning when every caller has left
+
+    async def _query(self, name: str, rdtype: str) -> Records:
+        self.queries += 1
+        try:
+            records = await self.source.query(name, rdtype)
+        except DnsError:
+            metrics.DNS_LOOKUPS.labels(rdtype, "failure").inc()
             raise
-        finally:
-            del self._inflight[key]
+        outcome = "nxdomain" if records.nxdomain else "answer" if records.values else "nodata"
+        metrics.DNS_LOOKUPS.labels(rdtype, outcome).inc()
+        self.cache.put((name, rdtype), records)
+        return records
 
     async def lookup_addr(self, name: str) -> tuple[list[str]]:
         name = _name(name)

@@ -90,6 +90,19 @@ def host_port(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+# Keys only the daemon may state: they come from what it verified itself.
+VERIFIED_KEYS = ("edge_cert_subject",)
+
+
+def session_meta(request: pb.EvaluateRequest) -> dict[str, str] | None:
+    """The metadata the policy set earlier in the session, as the edge sent it back
+    (less anything claiming what only the daemon can verify)."""
+    meta = dict(request.conn_meta)
+    for key in VERIFIED_KEYS:
+        meta.pop(key, None)
+    return meta or None
+
+
 def predefined_meta(request: pb.EvaluateRequest, identity: str | None = None) -> dict[str, str]:
     """The conn_meta keys every session has, from the request's facts (and the
     edge's verified certificate name, when it called over mutual TLS)."""
@@ -256,7 +269,7 @@ class Evaluator:
             return verdict
         inputs = (
             predefined_meta(request, identity),
-            dict(request.conn_meta) or None,
+            session_meta(request),
             event_args(request),
         )
         limit = self.limits.seconds

@@ -130,6 +130,11 @@ class RevisionStore:
             except PolicyError as e:
                 self.record_failure(trigger, str(e))
                 return Outcome.FAILED, str(e)
+            except Exception as e:  # a bug in validation must not stop reloads for good
+                log.exception("policy validation crashed", extra={"trigger": trigger})
+                error = f"validation failed unexpectedly: {type(e).__name__}: {e}"
+                self.record_failure(trigger, error)
+                return Outcome.FAILED, error
             if self.active is not None and revision.id == self.active.id:
                 metrics.RELOADS.labels("unchanged").inc()
                 log.info("policy unchanged", extra={"trigger": trigger, "revision": revision.id})

@@ -225,8 +225,8 @@ async def resolve(endpoint: str, timeout: float = 2.0) -> set[str]:
     try:
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError) as e:
-        log.debug("cannot resolve", extra={"server": endpoint, "error": str(e)})
+    except (OSError, TimeoutError, ValueError) as e:  # UnicodeError: a malformed name
+        log.debug("cannot resolve", extra={"server": endpoint, "error": repr(e)})
         return set()
     return {
         f"[{info[4][0]}]:{port}" if info[0] == socket.AF_INET6 else f"{info[4][0]}:{port}"
@@ -277,9 +277,12 @@ class PolicyClient:
     async def _keep_resolving(self, names: list[str], every: float) -> None:
         while True:
             for endpoint in names:
-                addresses = await resolve(endpoint)
-                if addresses and addresses != self._targets[endpoint].keys():
-                    await self._retarget(endpoint, addresses)
+                try:
+                    addresses = await resolve(endpoint)
+                    if addresses and addresses != self._targets[endpoint].keys():
+                        await self._retarget(endpoint, addresses)
+                except Exception:  # keep resolving: the next round may do better
+                    log.exception("policy server resolution failed", extra={"server": endpoint})
             await asyncio.sleep(every)
 
     async def _retarget(self, endpoint: str, addresses: set[str]) -> None:

@@ -15,7 +15,7 @@ import ssl
 from functools import cache
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail
+from aiosmtpd.smtp import SMTP, TLSSetupException, _AuthMechAttr, login_always_fail
 
 from smtpedge import metrics
 from smtpedge.handler import PolicyHandler
@@ -112,6 +112,7 @@ class EdgeSMTP(SMTP):
         self._sessions = sessions
         self._max_connections = max_connections
         self._refused = False  # over the connection limit: never became a session
+        self._lost = False  # connection_lost has run
         self._closing = False  # a reply closed the session: read nothing more
         self._idle = False  # waiting for the client's next command
         self._draining = False  # the server is stopping
@@ -144,8 +145,9 @@ class EdgeSMTP(SMTP):
         log.debug("session opened", extra=self._log_fields())
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._refused:
+        if self._refused or self._lost:
             return
+        self._lost = True
         self._sessions.discard(self)
         metrics.SESSIONS_OPEN.dec()
         log.debug("session closed", extra=self._log_fields())
@@ -281,6 +283,17 @@ class EdgeSMTP(SMTP):
             await method(self, arg)
         except (asyncio.CancelledError, ConnectionError):
             raise
+        except TLSSetupException as e:
+            # The client left, stalled or sent garbage during the handshake. The TLS
+            # layer never reports the loss of a connection it did not finish setting
+            # up, so the session ends here.
+            log.info(
+                "tls handshake failed", extra={**self._log_fields(), "error": repr(e.__cause__)}
+            )
+            self._closing = True
+            if self._original_transport is not None:
+                self._original_transport.close()
+            self.connection_lost(e)
         except Exception:
             log.exception("command failed", extra=self._log_fields())
             await self.push(f"451 4.3.0 {self.hostname} internal error, try again later")

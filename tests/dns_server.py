@@ -3,8 +3,9 @@
     python -m tests.dns_server ZONE.json
 
 The zone is JSON: {"name": {"A": [...], "AAAA": [...], "TXT": [[strings...]],
-"MX": ["10 mx.example."], "PTR": ["host.example."], "ttl": 60}, ...}; a name
-with "rcode": "SERVFAIL" (or another rcode) answers with that. Names not in it
+"MX": ["10 mx.example."], "PTR": ["host.example."], "ttl": 60, "delay": 0}, ...};
+a name with "rcode": "SERVFAIL" (or another rcode) answers with that; "delay" holds
+its answers back that many seconds (others are answered meanwhile). Names not in it
 are NXDOMAIN, with an SOA whose minimum is "negative_ttl" (top-level key,
 default 60). The first line on stdout is {"msg": "listening", "port": N}; then
 one JSON line per query received, {"name": ..., "type": ...}, so tests can
@@ -68,7 +69,11 @@ class Server(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.transport.sendto(answer(self.zone, data), addr)  # type: ignore[attr-defined]
+        reply = answer(self.zone, data)
+        name = dns.message.from_wire(data).question[0].name.to_text().lower().rstrip(".")
+        delay = float(self.zone.get(name, {}).get("delay", 0))
+        send = self.transport.sendto  # type: ignore[attr-defined]
+        asyncio.get_running_loop().call_later(delay, send, reply, addr)
 
 
 async def main(zone_file: str) -> None:

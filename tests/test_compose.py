@@ -62,8 +62,9 @@ def test_the_compose_file_validates_and_keeps_its_promises() -> None:
             assert dependency["condition"] == "service_healthy"
     assert services["policyd"]["deploy"]["replicas"] == 2
     assert stack["networks"]["backend"]["internal"] is True
-    for name in ("redis", "sink"):
+    for name in ("redis", "sink", "policyd"):  # plaintext inside: unreachable from outside
         assert services[name]["networks"].keys() == {"backend"}
+        assert not services[name].get("ports")
     edge_ids = {services[e]["environment"]["SMTPEDGE_EDGE_ID"] for e in ("edge-a", "edge-b")}
     assert edge_ids == {"edge-a", "edge-b"}
     for edge in ("edge-a", "edge-b"):
@@ -164,7 +165,7 @@ def running_stack(docker_engine) -> Iterator[RunningStack]:
     # Empty host ports: Docker picks free ones (no race with other tests), and
     # `docker compose port` tells which.
     ports_unset = ("EDGE_A_PORT", "EDGE_B_PORT", "EDGE_A_METRICS_PORT", "EDGE_B_METRICS_PORT")
-    env = {name: "" for name in (*ports_unset, "POLICYD_METRICS_PORTS")}
+    env = {name: "" for name in ports_unset}
     env |= {"POLICY_DIR": str(policy_dir), "SINK_DIR": str(sink_dir)}
     stack = RunningStack(f"smtp-policy-test-{os.getpid()}", env, {}, policy_dir, sink_dir)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +33,7 @@ ZONE = {
     f"{V6_NIBBLES}.ip6.arpa": {"PTR": ["v6.client.test."]},
     "cache.test": {"A": ["192.0.2.8"], "ttl": 2},
     "servfail.test": {"rcode": "SERVFAIL"},
+    "slow.test": {"A": ["192.0.2.9"], "delay": 1.6},
     "1.0.0.127.rbl.test": {"A": ["127.0.0.2"], "TXT": [["test listing"]]},
     "1.0.0.127.in-addr.arpa": {"PTR": ["localhost.test."]},
     "localhost.test": {"A": ["127.0.0.1"]},
@@ -145,6 +147,9 @@ def test_rbl_lookups(client) -> None:
     assert client.shown("rbl_lookup", V6, "rbl.test") == "127.0.0.4 | nil"
     assert client.shown("rbl_lookup", f"[{V6}]:25", "rbl.test") == "127.0.0.4 | nil"
     assert client.shown("rbl_lookup", "2001:db8::100", "rbl.test") == "nil | nil"
+    # An IPv4 client on a dual-stack listener: looked up as the IPv4 address it is.
+    assert client.shown("rbl_lookup", "[::ffff:192.0.2.99]:25", "rbl.test") == listed
+    assert client.shown("lookup_ptr", "::ffff:192.0.2.99") == "{mail.client.test.}"
     assert client.shown("rbl_lookup", "not-an-ip", "rbl.test").startswith(
         "451 error: kumo.dns.rbl_lookup('not-an-ip', 'rbl.test'): not an IP address"
     )
@@ -295,3 +300,74 @@ def test_the_example_dns_policy_through_the_edge(tmp_path, dns_server, zone) -> 
     if zone == "clean.test":  # the reverse name was looked up and confirmed
         assert dns_server.queries("1.0.0.127.in-addr.arpa", "PTR") == 1
         assert dns_server.queries("localhost.test", "A") == 1
+
+
+def test_a_lookup_shared_by_evaluations_serves_each_within_its_own_deadline(
+    tmp_path, dns_server
+) -> None:
+    """Two evaluations ask for the same slow name 0.8 s apart (the answer takes
+    1.6 s; each may wait 1.2 s of its 1.5 s): one query; the first gives up, the
+    second gets the answer."""
+    policy = tmp_path / "policy.lua"
+    policy.write_text(POLICY)
+    daemon, address = start_daemon(
+        policy, tmp_path, "--dns-server", dns_server.address,
+        "--eval-timeout", "1.5", "--dns-timeout", "3",
+    )  # fmt: skip
+    client = Client(address)
+    results: dict[str, str] = {}
+
+    def ask(who: str) -> None:
+        results[who] = client.shown("lookup_addr", "slow.test")
+
+    try:
+        first = threading.Thread(target=ask, args=("first",))
+        first.start()
+        while dns_server.queries("slow.test", "A") == 0:
+            time.sleep(0.01)
+        time.sleep(0.8)
+        ask("second")
+        first.join(10)
+    finally:
+        client.channel.close()
+        daemon.stop()
+    assert results["first"] == "451 error: kumo.dns.lookup_addr('slow.test'): timed out"
+    assert results["second"] == "{192.0.2.9}"
+    assert dns_server.queries("slow.test", "A") == 1
+
+
+def test_no_cache_when_its_size_is_zero(tmp_path, dns_server) -> None:
+    policy = tmp_path / "policy.lua"
+    policy.write_text(POLICY)
+    daemon, address = start_daemon(
+        policy, tmp_path, "--dns-server", dns_server.address, "--dns-cache-size", "0"
+    )
+    client = Client(address)
+    try:
+        for _ in range(2):
+            assert client.shown("lookup_txt", "txt.test") == "{hello world,v=spf1 -all}"
+    finally:
+        client.channel.close()
+        daemon.stop()
+    assert dns_server.queries("txt.test", "TXT") == 2
+
+
+def test_malformed_dns_answers_in_a_test_file_fail_the_reload_not_the_daemon(
+    tmp_path, dns_server, daemon
+) -> None:
+    _, address = daemon
+    tests = tmp_path / "policy.tests.toml"
+    for table, error in (
+        ('"mx.example" = { MX = ["10"] }', "dns 'mx.example': MX values are 'PREFERENCE EXCHANGE'"),
+        ('"a..b" = { A = ["192.0.2.1"] }', "dns 'a..b': not a DNS name"),
+        ('"x.example" = { A = ["not-an-ip"] }', "dns 'x.example':"),
+    ):
+        tests.write_text(f"[dns]\n{table}\n")
+        reload = subprocess.run(
+            [sys.executable, "-m", "policyd.ctl", "reload", "--server", address],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert reload.returncode == 1, reload.stdout
+        assert error in reload.stdout + reload.stderr
+    tests.unlink()
+    assert Client(address).shown("lookup_txt", "txt.test") == "{hello world,v=spf1 -all}"

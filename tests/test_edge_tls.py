@@ -307,3 +307,26 @@ def test_password_never_logged(certs, tmp_path) -> None:
     for name, text in texts.items():
         for secret in secrets:
             assert secret not in text, f"{secret!r} in the {name}"
+
+
+@pytest.mark.parametrize("how", ["garbage", "disconnect"])
+def test_a_failed_starttls_handshake_ends_the_session(tls_stack, certs, how) -> None:
+    """Three clients break off the handshake; with room for two connections, a
+    fourth is still served: nothing the broken ones held is kept."""
+    stack = tls_stack("--max-connections", "2")
+    for _ in range(3):
+        client = stack.greeted()
+        assert client.command(b"STARTTLS") == b"220 Ready to start TLS\r\n"
+        if how == "garbage":
+            client.send(b"this is not a TLS client hello\r\n" * 4)
+            assert client.rest_until_close() == b""  # closed, no reply in the clear
+        client.close()
+    stack.edge.wait_for_log(
+        lambda e: (
+            len([x for x in stack.edge.log_lines() if x.get("msg") == "tls handshake failed"]) == 3
+        )
+    )
+    with smtplib.SMTP("127.0.0.1", stack.port, timeout=10) as smtp:
+        smtp.starttls(context=client_context(certs))
+        smtp.send_message(message())
+    assert len(stack.stored()) == 1

@@ -241,3 +241,21 @@ def test_unix_sockets_between_edge_and_daemon(tmp_path, procs) -> None:
     assert send_mail(port)[-1].startswith(b"250 OK id=")
     assert len(list((workdir / "mail" / "new").iterdir())) == 1
     assert ctl("status", "--server", address).returncode == 0  # local: admin allowed
+
+
+def test_an_edge_cannot_claim_another_certificate_name(tmp_path, certs, procs) -> None:
+    """edge_cert_subject comes from the verified certificate, never from the
+    conn_meta an edge sends back; without a certificate there is none."""
+    address = mtls_daemon(tmp_path, certs, procs)
+    dev = certs / "dev"
+    message = tmp_path / "message.eml"
+    message.write_text("Subject: x\r\n\r\nbody\r\n")
+    verdict = ctl(
+        "eval", "data", "--server", address, "--edge-id", "edge-a",
+        "--tls-ca", str(dev / "ca.crt"), "--tls-cert", str(dev / "edge-edge-a.crt"),
+        "--tls-key", str(dev / "edge-edge-a.key"),
+        "--sender", "a@x.test", "--recipient", "b@x.test", "--message", str(message),
+        "--meta", 'edge_cert_subject="edge-b"',
+    )  # fmt: skip
+    assert verdict.returncode == 0, verdict.stderr
+    assert "edge-a" in verdict.stdout and "edge-b" not in verdict.stdout
