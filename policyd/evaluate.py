@@ -263,7 +263,7 @@ class Evaluator:
             action=pb.ACTION_CONTINUE,
         )
         if request.event not in self.handled:
-            metrics.EVALUATIONS.labels(request.event, "continue").inc()
+            metrics.evaluations(request.event, "continue").inc()
             if self.decisions is not None:
                 self.decisions.record(request, verdict, 0.0, identity)
             return verdict
@@ -281,8 +281,8 @@ class Evaluator:
             left = limit - (time.monotonic() - began)
             outcome = await drive(lane, self.bridge, request.event, inputs, left, None)
         seconds = time.monotonic() - began
-        metrics.EVALUATION_SECONDS.labels(request.event).observe(seconds)
-        metrics.EVALUATIONS.labels(request.event, outcome.action).inc()
+        metrics.evaluation_seconds(request.event).observe(seconds)
+        metrics.evaluations(request.event, outcome.action).inc()
         self._verdict(request, verdict, outcome)
         dry_run = (self.dry_run or request.dry_run) and request.event != "smtp_server_auth_plain"
         if dry_run:

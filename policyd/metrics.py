@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter, Histogram, Info
 
 EVALUATIONS = Counter(
@@ -33,3 +36,14 @@ DNS_LOOKUPS = Counter(
 )
 RELOADS = Counter("policyd_reloads", "Reload attempts by outcome", ["outcome"])
 REVISION = Info("policyd_revision", "The active policy revision")
+
+
+@cache
+def evaluations(event: str, action: str) -> Any:
+    """EVALUATIONS' series for one event and action (looked up once: it is counted per request)."""
+    return EVALUATIONS.labels(event, action)
+
+
+@cache
+def evaluation_seconds(event: str) -> Any:
+    return EVALUATION_SECONDS.labels(event)
