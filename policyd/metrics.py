@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from prometheus_client import Counter, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram
 
 EVALUATIONS = Counter(
     "policyd_evaluations",
@@ -35,7 +35,20 @@ DNS_LOOKUPS = Counter(
     ["type", "outcome"],
 )
 RELOADS = Counter("policyd_reloads", "Reload attempts by outcome", ["outcome"])
-REVISION = Info("policyd_revision", "The active policy revision")
+# 1 for the active revision (0 for one it replaced). A gauge rather than an Info,
+# so that it is also reported under --workers (multiprocess mode has no Info).
+REVISION = Gauge(
+    "policyd_revision_info",
+    "The active policy revision",
+    ["revision", "trigger"],
+    multiprocess_mode="liveall",
+)
+
+
+def revision_active(revision: str, trigger: str, previous: tuple[str, str] | None) -> None:
+    if previous is not None:
+        REVISION.labels(*previous).set(0)
+    REVISION.labels(revision, trigger).set(1)
 
 
 @cache

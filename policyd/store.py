@@ -168,7 +168,11 @@ class RevisionStore:
         self.active = revision
         self.activations += 1
         metrics.RELOADS.labels("activated").inc()
-        metrics.REVISION.info({"revision": revision.id, "trigger": revision.trigger})
+        metrics.revision_active(
+            revision.id,
+            revision.trigger,
+            (previous.id, previous.trigger) if previous is not None else None,
+        )
         for listener in list(self.listeners):
             listener(revision)
         for warning in warnings:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import signal
 import time
+import urllib.request
 
 import grpc
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
-from tests.procs import refused_start, start_daemon, start_edge
+from tests.procs import free_port, refused_start, start_daemon, start_edge
 from tests.test_failover import POLICY, Session, check_sessions, transaction
 
 
@@ -34,7 +36,17 @@ def statuses(address: str, connections: int) -> set[str]:
 def test_daemon_workers_serve_one_port_and_reload_together(tmp_path) -> None:
     policy = tmp_path / "policy.lua"
     policy.write_text("kumo.on('smtp_server_mail_from', function() kumo.reject(550, 'one') end)\n")
-    daemon, address = start_daemon(policy, tmp_path, "--workers", "3", "--watch", "off")
+    metrics_port = free_port()
+    daemon, address = start_daemon(
+        policy,
+        tmp_path,
+        "--workers",
+        "3",
+        "--watch",
+        "off",
+        "--metrics",
+        f"127.0.0.1:{metrics_port}",
+    )
     try:
         assert len(worker_pids(daemon)) >= 3
         first = statuses(address, 12)
@@ -50,6 +62,17 @@ def test_daemon_workers_serve_one_port_and_reload_together(tmp_path) -> None:
         while (now := statuses(address, 12)) != {reply.revision}:  # the others follow at once
             assert time.monotonic() < deadline, now
             time.sleep(0.05)
+        # The metrics of all workers together: each worker's active revision is the new one.
+        revisions = {
+            (sample.labels["revision"], sample.value)
+            for family in text_string_to_metric_families(
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+            )
+            for sample in family.samples
+            if sample.name == "policyd_revision_info"
+        }
+        assert (reply.revision, 1.0) in revisions
+        assert (first.pop(), 0.0) in revisions
     finally:
         assert daemon.stop() == 0
     assert not [
