@@ -21,7 +21,7 @@ COPY pyproject.toml README.md /src/
 RUN /opt/smtp-policy/bin/python -c 'import subprocess, tomllib; \
 deps = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]; \
 subprocess.run(["/opt/smtp-policy/bin/pip", "install", *deps], check=True)'
-COPY proto /src/proto
+COPY policy /src/policy
 COPY policyd /src/policyd
 COPY smtpedge /src/smtpedge
 RUN /opt/smtp-policy/bin/pip install --no-deps /src \

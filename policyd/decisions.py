@@ -4,7 +4,7 @@ Each line has the decision id (the edge logs the same id with the reply it sent)
 the session and edge, the event, the inputs that matter (peer, sender,
 recipient, message id; never message bodies or passwords), what was decided,
 by which revision, and how long the evaluation took. Lines are buffered and
-flushed at least every `flush_interval` seconds, so logging costs little on the
+flushed at least every FLUSH_INTERVAL seconds, so logging costs little on the
 hot path.
 """
 
@@ -32,7 +32,12 @@ MODE_NAMES = {
 }
 
 
+FLUSH_INTERVAL = 0.1  # seconds a decision may wait in the buffer
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (C, fast)
+
+
+def host_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 class _Clock:
@@ -55,7 +60,7 @@ class _Clock:
 def _inputs(request: pb.EvaluateRequest) -> str:
     """What a reader needs to understand a decision; nothing secret or bulky."""
     session = request.session
-    out = f', "peer": {_text(f"{session.peer_ip}:{session.peer_port}")}'
+    out = f', "peer": {_text(host_port(session.peer_ip, session.peer_port))}'
     kind = request.WhichOneof("args")
     ehlo = request.ehlo.domain if kind == "ehlo" else session.ehlo_domain
     if ehlo:
@@ -82,11 +87,11 @@ def entry(
     request: pb.EvaluateRequest,
     verdict: pb.Verdict,
     seconds: float,
-    identity: str | None = None,
-    clock: _Clock | None = None,
+    identity: str | None,
+    clock: _Clock,
 ) -> str:
     """One decision as a line of JSON (built directly: it is written for every verdict)."""
-    ts = (clock or _Clock()).now()
+    ts = clock.now()
     line = (
         f'{{"ts": "{ts}", "decision_id": {_text(verdict.decision_id)}'
         f', "session_id": {_text(request.session.id)}'
@@ -109,10 +114,8 @@ def entry(
 
 
 class DecisionLog:
-    def __init__(self, target: str = "-", flush_interval: float = 0.1) -> None:
-        self.target = target
+    def __init__(self, target: str = "-") -> None:
         self._out: IO[str] = sys.stdout if target == "-" else open(target, "a", buffering=1 << 16)  # noqa: SIM115
-        self._flush_interval = flush_interval
         self._flush_pending = False
         self._clock = _Clock()
 
@@ -127,7 +130,7 @@ class DecisionLog:
         if not self._flush_pending:
             self._flush_pending = True
             try:
-                asyncio.get_running_loop().call_later(self._flush_interval, self.flush)
+                asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
             except RuntimeError:  # no loop (a policy test run): flush now
                 self.flush()
 

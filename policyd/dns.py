@@ -61,21 +61,26 @@ class Source(Protocol):
 # Pure helpers --------------------------------------------------------------
 
 
-def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An IP address from `ip`, `ip:port` or `[ipv6]:port` (as conn_meta's received_from)."""
-    candidates = [text]
-    if text.startswith("["):
-        candidates.append(text[1:].partition("]")[0])
+def split_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int | None]:
+    """The IP address and port (if any) in `ip`, `ip:port` or `[ipv6]:port`."""
+    host, port = text, None
+    if text.startswith("[") and "]" in text:
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
     elif text.count(":") == 1:
-        candidates.append(text.partition(":")[0])
-    for candidate in candidates:
-        try:
-            ip = ipaddress.ip_address(candidate)
-        except ValueError:
-            continue
-        # An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d.
-        return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
-    raise DnsError(f"not an IP address: {text!r}")
+        host, _, port = text.partition(":")
+    try:
+        ip = ipaddress.ip_address(host)
+        return ip, int(port) if port is not None else None
+    except ValueError:
+        raise DnsError(f"not an IP address: {text!r}") from None
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IP address in `ip`, `ip:port` or `[ipv6]:port` (as conn_meta's received_from)."""
+    ip = split_address(text)[0]
+    # An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d.
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
 
 
 def reverse_pointer(text: str) -> tuple[str, str]:
@@ -136,9 +141,6 @@ class DnsCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 # Where answers come from ---------------------------------------------------
@@ -211,13 +213,8 @@ def _failure(error: dns.resolver.NoNameservers) -> str:
 
 
 def nameserver(server: str) -> dns.nameserver.Do53Nameserver:
-    ip = parse_ip(server)
-    port = 53
-    if server.startswith("[") and "]:" in server:
-        port = int(server.rpartition(":")[2])
-    elif server.count(":") == 1:
-        port = int(server.partition(":")[2])
-    return dns.nameserver.Do53Nameserver(str(ip), port)
+    ip, port = split_address(server)
+    return dns.nameserver.Do53Nameserver(str(ip), port or 53)
 
 
 class StaticSource:
@@ -285,7 +282,6 @@ class Dns:
         self.source: Source = source or NetworkSource()
         self.cache = cache if cache is not None else DnsCache()
         self._inflight: dict[tuple[str, str], asyncio.Task[Records]] = {}
-        self.queries = 0  # sent to the source (cache misses)
 
     async def records(self, name: str, rdtype: str) -> Records:
         """From the cache, or from one query shared by everyone asking meanwhile.
@@ -301,7 +297,7 @@ class Dns:
         if query is None:
             query = asyncio.get_running_loop().create_task(self._query(name, rdtype))
             self._inflight[key] = query
-            query.add_done_callback(self._done)
+            query.add_done_callback(lambda task, key=key: self._done(key, task))
         try:
             left = time_left()
             async with asyncio.timeout(left * 0.8 if left != math.inf else None):
@@ -309,15 +305,12 @@ class Dns:
         except TimeoutError:
             raise DnsError("timed out") from None
 
-    def _done(self, query: asyncio.Task[Records]) -> None:
-        for key, task in list(self._inflight.items()):
-            if task is query:
-                del self._inflight[key]
+    def _done(self, key: tuple[str, str], query: asyncio.Task[Records]) -> None:
+        del self._inflight[key]
         if not query.cancelled():
             query.exception()  # retrieved: no warning when every caller has left
 
     async def _query(self, name: str, rdtype: str) -> Records:
-        self.queries += 1
         try:
             records = await self.source.query(name, rdtype)
         except DnsError:

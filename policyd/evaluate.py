@@ -19,7 +19,7 @@ from typing import Any
 from policy.v1 import policy_pb2 as pb
 from policyd import metrics
 from policyd.bridge import Bridge
-from policyd.decisions import DecisionLog
+from policyd.decisions import ACTION_NAMES, MODE_NAMES, DecisionLog, host_port
 from policyd.hostcalls import BridgeError, deadline
 from policyd.overflow import Overflow, OverflowLane
 from policyd.runtime import LuaPolicy, Outcome, Pending
@@ -38,18 +38,9 @@ EVENT_ARGS = {
     "smtp_server_message_received": "message",
 }
 
-_ACTIONS = {
-    "continue": pb.ACTION_CONTINUE,
-    "reject": pb.ACTION_REJECT,
-    "disconnect": pb.ACTION_DISCONNECT,
-    "error": pb.ACTION_ERROR,
-}
-_MODES = {
-    "": pb.DISCONNECT_MODE_UNSPECIFIED,
-    "If421": pb.DISCONNECT_MODE_IF_421,
-    "FollowWith421": pb.DISCONNECT_MODE_FOLLOW_WITH_421,
-    "ForceDisconnect": pb.DISCONNECT_MODE_FORCE_DISCONNECT,
-}
+# The policy's words for actions and modes, to the contract's values.
+_ACTIONS = {name: action for action, name in ACTION_NAMES.items()}
+_MODES = {"": pb.DISCONNECT_MODE_UNSPECIFIED} | {name: mode for mode, name in MODE_NAMES.items()}
 _HEADER_OPS = {
     "prepend": pb.HeaderChange.OP_PREPEND,
     "append": pb.HeaderChange.OP_APPEND,
@@ -84,10 +75,6 @@ def check_request(request: pb.EvaluateRequest, max_message_size: int) -> None:
             f"args.message.data is {len(request.message.data)} bytes, "
             f"more than this daemon's limit of {max_message_size}"
         )
-
-
-def host_port(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 # Keys only the daemon may state: they come from what it verified itself.
@@ -130,7 +117,7 @@ def predefined_meta(request: pb.EvaluateRequest, identity: str | None = None) ->
 
 
 def event_args(request: pb.EvaluateRequest) -> dict[str, Any]:
-    kind = request.WhichOneof("args")
+    kind = EVENT_ARGS[request.event]  # check_request made sure it is the one set
     if kind == "mail_from":
         return {"sender": request.mail_from.sender}
     if kind == "rcpt_to":
@@ -225,7 +212,6 @@ class Evaluator:
         policy: LuaPolicy,
         bridge: Bridge,
         overflow: Overflow | None = None,
-        snapshot: Snapshot | None = None,
         max_message_size: int = 32 * 1024 * 1024,
         decisions: DecisionLog | None = None,
         dry_run: bool = False,
@@ -239,7 +225,11 @@ class Evaluator:
         self.handled = frozenset(policy.handled_events)
         self._inline = InlineLane(policy)
         self._overflow = overflow
-        self._snapshot = snapshot or Snapshot(policy.source, policy.files)  # type: ignore[arg-type]
+        # What an overflow runtime loads: the very bytes this policy was loaded from.
+        source = policy.source
+        self._snapshot = source if isinstance(source, Snapshot) else Snapshot(source, policy.files)
+        # Without overflow runtimes, an evaluation runs inline to its end.
+        self._slice = policy.limits.slice if overflow is not None else None
 
     async def evaluate(
         self, request: pb.EvaluateRequest, identity: str | None = None
@@ -274,9 +264,9 @@ class Evaluator:
         )
         limit = self.limits.seconds
         began = time.monotonic()
-        slice = self.limits.slice if self._overflow is not None else None
-        outcome = await drive(self._inline, self.bridge, request.event, inputs, limit, slice)
-        if outcome.exceeded == policy.slice_marker and self._overflow is not None:
+        outcome = await drive(self._inline, self.bridge, request.event, inputs, limit, self._slice)
+        if outcome.exceeded == policy.slice_marker:
+            assert self._overflow is not None  # only a slice sets the marker
             lane = self._overflow.lane(policy.revision, self._snapshot, self.limits)
             left = limit - (time.monotonic() - began)
             outcome = await drive(lane, self.bridge, request.event, inputs, left, None)
@@ -291,9 +281,7 @@ class Evaluator:
             self.decisions.record(request, verdict, seconds, identity)
         return _continue_instead(verdict) if dry_run else verdict
 
-    def _verdict(
-        self, request: pb.EvaluateRequest, verdict: pb.Verdict, outcome: Outcome
-    ) -> pb.Verdict:
+    def _verdict(self, request: pb.EvaluateRequest, verdict: pb.Verdict, outcome: Outcome) -> None:
         verdict.action = _ACTIONS[outcome.action]
         if outcome.action == "error":
             metrics.POLICY_ERRORS.labels("limit" if outcome.exceeded else "error").inc()
@@ -309,7 +297,7 @@ class Evaluator:
                     "error": outcome.error,
                 },
             )
-            return verdict
+            return
         verdict.code = outcome.code
         verdict.text = outcome.text
         verdict.mode = _MODES[outcome.mode]
@@ -325,4 +313,3 @@ class Evaluator:
             )
         if outcome.extensions is not None:
             verdict.ehlo_extensions.items.extend(outcome.extensions)
-        return verdict

@@ -102,16 +102,6 @@ def revision_id(files: dict[str, bytes]) -> str:
     return digest.hexdigest()[:12]
 
 
-def _python(value: Any) -> Any:
-    """A Lua value as plain Python (tables become lists or dicts)."""
-    if lua54.lua_type(value) != "table":
-        return value
-    items = {k: _python(v) for k, v in value.items()}
-    if list(items) == list(range(1, len(items) + 1)):
-        return list(items.values())
-    return items
-
-
 def _reverse_ip(text: str) -> tuple[str | None, str]:
     """(reversed address, in-addr.arpa or ip6.arpa), or (None, the error)."""
     try:
@@ -274,7 +264,7 @@ class LuaPolicy:
         step = step if isinstance(step, list | tuple) else (step,)
         if step[0] == "call":
             name, where, *args = step[1:]
-            return Pending(co, ctx, event, name, where, tuple(_python(a) for a in args))
+            return Pending(co, ctx, event, name, where, tuple(args))  # strings, numbers, nil
         exceeded, action, *rest = (*step[1:], *((None,) * 10))[:11]
         code, text, mode, error, meta, headers, extensions, auth, msg_meta = rest
         return Outcome(

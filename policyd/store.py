@@ -83,7 +83,6 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
         serving,
         engine.bridge,
         engine.overflow,
-        snapshot,
         max_message_size=engine.max_message_size,
         decisions=engine.decisions,
         dry_run=engine.dry_run,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from policyd import metrics
 from policyd.hostcalls import BridgeError
 
 log = logging.getLogger("policyd.throttle")
@@ -105,15 +106,12 @@ class Result:
         return out
 
 
-def gcra(
-    tat: float | None, now: float, spec: ThrottleSpec, quantity: int = 1
-) -> tuple[Result, float | None]:
+def gcra(tat: float | None, now: float, spec: ThrottleSpec) -> tuple[Result, float | None]:
     """One use of a throttle at `now`: the result, and the new TAT to store (None: unchanged)."""
     interval = spec.period / spec.limit
-    increment = interval * quantity
     burst_offset = interval * spec.burst
     tat = now if tat is None else max(tat, now)
-    new_tat = tat + increment
+    new_tat = tat + interval
     allow_at = new_tat - burst_offset
     diff = now - allow_at
     remaining = math.floor(diff / interval)
@@ -132,10 +130,10 @@ class LocalThrottles:
         self._tats: dict[str, tuple[float, float]] = {}  # key -> (tat, expires at)
         self._uses = 0
 
-    def use(self, key: str, spec: ThrottleSpec, quantity: int = 1) -> Result:
+    def use(self, key: str, spec: ThrottleSpec) -> Result:
         now = self.clock()
         tat, expires = self._tats.get(key, (None, 0.0))
-        result, new_tat = gcra(tat if expires > now else None, now, spec, quantity)
+        result, new_tat = gcra(tat if expires > now else None, now, spec)
         if new_tat is not None:
             self._tats[key] = (new_tat, now + result.reset_after)
         self._uses += 1
@@ -149,12 +147,11 @@ class LocalThrottles:
 # Returns throttled (0/1), remaining, reset_after, retry_after.
 REDIS_GCRA = """
 local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])
-local increment = interval * tonumber(ARGV[4])
 local burst_offset = interval * tonumber(ARGV[3])
 local now = tonumber(redis.call('TIME')[1])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local new_tat = tat + increment
+local new_tat = tat + interval
 local diff = now - (new_tat - burst_offset)
 local remaining = math.floor(diff / interval)
 if remaining < 0 then
@@ -179,9 +176,9 @@ class RedisThrottles:
         )
         self.script = self.client.register_script(REDIS_GCRA)
 
-    async def use(self, key: str, spec: ThrottleSpec, quantity: int = 1) -> Result:
+    async def use(self, key: str, spec: ThrottleSpec) -> Result:
         throttled, remaining, reset_after, retry_after = await self.script(
-            keys=[key], args=[spec.limit, spec.period, spec.burst, quantity]
+            keys=[key], args=[spec.limit, spec.period, spec.burst]
         )
         return Result(
             bool(throttled),
@@ -233,9 +230,7 @@ class Throttles:
         key = spec.key(name)
         if spec.local or self.url is None:
             return self.local.use(key, spec)
-        from redis.exceptions import RedisError
-
-        from policyd import metrics
+        from redis.exceptions import RedisError  # redis is imported only when used
 
         try:
             return await self._backend().use(key, spec)

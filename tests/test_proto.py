@@ -16,5 +16,5 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
     )
     for name in GENERATED:
         fresh = (tmp_path / "policy" / "v1" / name).read_bytes()
-        committed = (ROOT / "proto" / "policy" / "v1" / name).read_bytes()
-        assert committed == fresh, f"proto/policy/v1/{name} is stale: run python proto/generate.py"
+        committed = (ROOT / "policy" / "v1" / name).read_bytes()
+        assert committed == fresh, f"policy/v1/{name} is stale: run python proto/generate.py"

@@ -21,7 +21,6 @@ local kumo = {}
 local handlers = {}   -- event -> function
 local origin = {}     -- event -> "file:line" of its registration
 local warned = {}
-local loading = true
 
 local IMPLEMENTED = {
   smtp_server_connection_accepted = true,
@@ -35,17 +34,10 @@ local IMPLEMENTED = {
 
 local MODES = { ForceDisconnect = true, FollowWith421 = true, If421 = true }
 
-local function location(level)
-  local info = getinfo(level + 1, 'Sl')
-  if not info then return '?' end
-  local src = byte(info.source, 1) == 64 and sub(info.source, 2) or info.short_src
-  return src .. ':' .. tostring(info.currentline)
-end
-
 -- Handler registration ----------------------------------------------------
 
 function kumo.on(event, fn)
-  if not loading then
+  if not sandbox.loading() then
     error('kumo.on can only be called while the policy loads, not from a handler', 2)
   end
   if type(event) ~= 'string' then
@@ -58,13 +50,13 @@ function kumo.on(event, fn)
   if single and origin[event] then
     error(format("kumo.on: '%s' already has a handler, registered at %s", event, origin[event]), 2)
   end
-  if single then origin[event] = location(2) end
+  if single then origin[event] = limits.where(2) end
   if IMPLEMENTED[event] then
     handlers[event] = fn
   elseif not warned[event] then
     warned[event] = true
     warn(format("%s: event '%s' is not supported by this service; its handler is ignored",
-      location(2), event))
+      limits.where(2), event))
   end
 end
 
@@ -136,7 +128,7 @@ function Throttle:throttle()
 end
 
 function kumo.configure_redis_throttles(params)
-  if not loading then
+  if not sandbox.loading() then
     error('kumo.configure_redis_throttles can only be called while the policy loads', 2)
   end
   if type(params) ~= 'table' or type(params.node) ~= 'string' then
@@ -586,10 +578,7 @@ function evaluation.coverage()
   return out
 end
 
-function evaluation.finish_loading()
-  loading = false
-  sandbox.finish_loading()
-end
+evaluation.finish_loading = sandbox.finish_loading
 
 sandbox.provide('kumo', kumo)
 

@@ -79,7 +79,7 @@ hook = function(event, line)
   error(ctx.message or ctx.exceeded, 0)
 end
 
-local limits = { SLICE = SLICE, STEP = STEP }
+local limits = { SLICE = SLICE, where = where }
 
 -- A new context: `seconds` of wall clock from now (of a time `limit`, for the
 -- message), `budget` instructions, and for inline evaluations a `slice`.

@@ -148,7 +148,10 @@ function env.require(name)
   return result
 end
 
-local sandbox = { env = env, compile = compile, utf8_safe = utf8_safe }
+local sandbox = { compile = compile, utf8_safe = utf8_safe }
+
+-- True until the policy has loaded (kumo.on and friends only work then).
+function sandbox.loading() return not loading_done end
 
 function sandbox.provide(name, module)
   loaded[name] = module
