@@ -59,9 +59,7 @@ _MESSAGE_LOGGED = (
 # In session order.
 EVENTS: tuple[Event, ...] = (
     Event("smtp_server_connection_accepted", "connect", Stage.CONNECT, "connect"),
-    Event(
-        "smtp_server_ehlo", "ehlo", Stage.EHLO, "ehlo", (("ehlo", "domain"),), ("domain",)
-    ),
+    Event("smtp_server_ehlo", "ehlo", Stage.EHLO, "ehlo", (("ehlo", "domain"),), ("domain",)),
     # The password is an argument the decision log must never see: authc only.
     Event("smtp_server_auth_plain", "auth_plain", Stage.AUTH, "auth_plain", (("authc", "authc"),)),
     Event("smtp_server_mail_from", "mail_from", Stage.MAIL, "mail_from", (("sender", "sender"),)),

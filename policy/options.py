@@ -58,9 +58,7 @@ class Options:
     def process(self, workers_help: str) -> Decorator:
         """--workers, --loop, --log-level and --metrics."""
         decorators = [
-            self.option(
-                "--workers", type=click.IntRange(min=1), default=1, help=workers_help
-            ),
+            self.option("--workers", type=click.IntRange(min=1), default=1, help=workers_help),
             self.option(
                 "--metrics",
                 type=ADDRESS,
@@ -68,9 +66,11 @@ class Options:
                 help="Serve Prometheus metrics on HOST:PORT (with --workers, of all workers).",
             ),
             self.option(
-                "--loop", type=click.Choice(LOOPS), default="uvloop",
+                "--loop",
+                type=click.Choice(LOOPS),
+                default="uvloop",
                 help="Event loop implementation.",
-            ),  # fmt: skip
+            ),
             self.option("--log-level", type=click.Choice(LEVELS), default="info"),
         ]
 
