@@ -84,6 +84,7 @@ BY_SHORT: Mapping[str, Event] = {event.short: event for event in EVENTS}
 ARGUMENT_TYPES: Mapping[str, Any] = {
     field.name: getattr(pb, field.message_type.name)
     for field in pb.EvaluateRequest.DESCRIPTOR.oneofs_by_name["args"].fields
+    if field.message_type is not None
 }
 
 CONNECT, EHLO, AUTH_PLAIN, MAIL_FROM, RCPT_TO, DATA, MESSAGE_RECEIVED = EVENTS
