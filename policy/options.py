@@ -21,17 +21,23 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 class AddressType(click.ParamType):
-    """HOST:PORT or [IPV6]:PORT (and unix:PATH with `unix`), as a checked Address."""
+    """HOST:PORT or [IPV6]:PORT (and unix:PATH with `unix`; HOST alone with a
+    `default_port`), as a checked Address."""
 
-    def __init__(self, unix: bool = False) -> None:
-        self.unix = unix
-        self.name = "HOST:PORT" + ("|unix:PATH" if unix else "")
+    def __init__(self, unix: bool = False, default_port: int | None = None) -> None:
+        self.unix, self.default_port = unix, default_port
+        self.name = ("HOST[:PORT]" if default_port else "HOST:PORT") + (
+            "|unix:PATH" if unix else ""
+        )
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return self.name  # as written: unix:PATH, not UNIX:PATH
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, addresses.Address):
             return value
         try:
-            return addresses.parse(value, unix=self.unix)
+            return addresses.parse(value, unix=self.unix, default_port=self.default_port)
         except ValueError as e:
             self.fail(str(e), param, ctx)
 

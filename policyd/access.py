@@ -12,38 +12,24 @@ grant admin rights.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from pathlib import Path
 
 import grpc
+
+from policy.addresses import grpc_peer
 
 
 def peer_identity(context: grpc.aio.ServicerContext) -> str | None:
     """The common name of the caller's verified client certificate, if any."""
     names = context.auth_context().get("x509_common_name")
-    return names[0].decode() if names else None
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return next(iter(names)).decode() if names else None
 
 
 def is_local_peer(peer: str) -> bool:
-    """gRPC peer strings: ipv4:127.0.0.1:port, ipv6:[::1]:port, unix:path."""
-    if peer.startswith("unix:"):
-        return True
-    kind, _, rest = peer.partition(":")
-    return kind in ("ipv4", "ipv6") and _loopback(rest.rpartition(":")[0])
-
-
-def is_local_address(listen: str) -> bool:
-    """A listen address on loopback or a Unix socket."""
-    return listen.startswith("unix:") or _loopback(listen.rpartition(":")[0])
+    """A caller on loopback or a Unix socket (gRPC peer strings: ipv4:127.0.0.1:port,
+    ipv6:[::1]:port, unix:path)."""
+    address = grpc_peer(peer)
+    return address is not None and address.is_local
 
 
 class AdminAccess:
@@ -58,8 +44,9 @@ class AdminAccess:
             return is_local_peer(context.peer())
         if self.token is not None:
             for key, value in context.invocation_metadata() or ():
+                given = value.encode() if isinstance(value, str) else value
                 if key == "authorization" and hmac.compare_digest(
-                    value.encode(), f"Bearer {self.token}".encode()
+                    given, f"Bearer {self.token}".encode()
                 ):
                     return True
         identity = peer_identity(context)

@@ -12,20 +12,25 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from policyd.dns import Dns
+from policyd.dns.lookups import Dns
 from policyd.hostcalls import BridgeError
 from policyd.throttle import Throttles, ThrottleSpec
 
 
 class Bridge:
+    """The host functions of one revision: `redis` is the Redis its policy
+    configured for throttles (kumo.configure_redis_throttles), if any."""
+
     def __init__(
         self,
         throttles: Throttles | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         dns: Dns | None = None,
+        redis: str | None = None,
     ) -> None:
         self.throttles = throttles or Throttles()
         self.dns = dns or Dns()
+        self.redis = redis
         self._sleep = sleep
         self.functions: dict[str, Callable[..., Awaitable[tuple[Any, ...]]]] = {
             "sleep": self.sleep,
@@ -39,6 +44,10 @@ class Bridge:
             raise BridgeError(f"kumo.{name} is not available in this daemon")
         return await function(*args)
 
+    def for_policy(self, redis: str | None) -> Bridge:
+        """The same host functions, for a revision whose policy configured `redis`."""
+        return Bridge(self.throttles, self._sleep, self.dns, redis)
+
     async def sleep(self, seconds: float) -> tuple[()]:
         await self._sleep(seconds)
         return ()
@@ -46,5 +55,6 @@ class Bridge:
     async def throttle(
         self, name: str, limit: int, period: int, max_burst: int | None, local: bool
     ) -> tuple[dict[str, object]]:
-        result = await self.throttles.use(name, ThrottleSpec(limit, period, max_burst, local))
+        spec = ThrottleSpec(limit, period, max_burst, local)
+        result = await self.throttles.use(name, spec, self.redis)
         return (result.as_dict(),)

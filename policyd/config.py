@@ -1,19 +1,37 @@
-"""The daemon's configuration, built by the command line (or by tests)."""
+"""The daemon's configuration, built by the command line (or by tests).
+
+A leaf: it imports nothing of the daemon. A ServeConfig is checked when it is
+made, so one that cannot work, or is unsafe, never exists.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policyd.access import is_local_address
-from policyd.dns import DnsError, nameserver
-from policyd.runtime import Limits
+from policy.addresses import Address, ip_or_none
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one evaluation (or one policy load) may use."""
+
+    seconds: float = 0.2  # wall clock, host calls included
+    instructions: int = 100_000_000  # Lua VM instructions
+    slice: int = 200_000  # instructions an inline evaluation may run before it moves to overflow
+    memory: int = 128 * 1024 * 1024  # bytes per Lua state
+    load_seconds: float = 5.0  # the policy's top level, modules included
+
+
+WATCH_MODES = ("events", "poll", "off")
+LISTEN = Address("127.0.0.1", 50051)
+REDIS_FAILURE_MODES = ("error", "allow")
 
 
 @dataclass(frozen=True)
 class ServeConfig:
     policy: Path
-    listen: str = "127.0.0.1:50051"
+    listen: Address = LISTEN
     # Seconds in-flight calls get to finish on SIGTERM/SIGINT.
     shutdown_grace: float = 5.0
     # Reload when the policy files change on disk: "events" (file events, with
@@ -27,8 +45,8 @@ class ServeConfig:
     limits: Limits = field(default_factory=Limits)
     # Worker threads (each with its own Lua runtime) for evaluations that outgrow the inline slice.
     overflow_workers: int = 2
-    # HOST:PORT for the Prometheus metrics endpoint, if any.
-    metrics: str | None = None
+    # The Prometheus metrics endpoint, if any.
+    metrics: Address | None = None
     # Where the decision log goes: "-" (standard output), a file, or "off".
     decision_log: str = "-"
     # Evaluate and log every decision, but tell edges to continue.
@@ -41,9 +59,9 @@ class ServeConfig:
     # Seconds a throttle waits for Redis, and what a failure means ("error" or "allow").
     redis_timeout: float = 0.1
     redis_failure: str = "error"
-    # kumo.dns: name servers (IP[:PORT]; none: the system's), seconds per try,
-    # tries per lookup, and records kept in the cache.
-    dns_servers: tuple[str, ...] = ()
+    # kumo.dns: name servers (IP addresses with their ports; none: the system's),
+    # seconds per try, tries per lookup, and records kept in the cache.
+    dns_servers: tuple[Address, ...] = ()
     dns_timeout: float = 1.0
     dns_attempts: int = 2
     dns_cache_size: int = 10000
@@ -61,18 +79,20 @@ class ServeConfig:
     # Reload RPC reloads the worker's siblings too.
     worker: bool = False
 
-    def validate(self) -> None:
-        """Raises ValueError for settings that cannot work together or are unsafe."""
+    def __post_init__(self) -> None:
+        """ValueError for settings that cannot work together or are unsafe."""
         for server in self.dns_servers:
-            try:
-                nameserver(server)
-            except (DnsError, ValueError):
-                raise ValueError(f"--dns-server {server!r}: expected IP or IP:PORT") from None
+            if server.is_unix or ip_or_none(server.host) is None:
+                raise ValueError(f"--dns-server {server}: expected IP or IP:PORT")
+        if self.watch not in WATCH_MODES:
+            raise ValueError(f"watch must be one of {', '.join(WATCH_MODES)}")
+        if self.redis_failure not in REDIS_FAILURE_MODES:
+            raise ValueError(f"redis_failure must be one of {', '.join(REDIS_FAILURE_MODES)}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-        if self.tls_cert is None and not self.allow_plaintext and not is_local_address(self.listen):
+        if self.tls_cert is None and not self.allow_plaintext and not self.listen.is_local:
             raise ValueError(
                 f"refusing plaintext on {self.listen}: not loopback or a Unix socket "
                 "(use --tls-cert and --tls-key, or --allow-plaintext on a trusted network)"

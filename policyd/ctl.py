@@ -22,33 +22,39 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from policy import events
+from policy.addresses import parse
+from policy.options import ADDRESS_OR_UNIX, Options
+from policy.v1 import POLICY_SERVICE
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
-from policyd.evaluate import EVENT_ARGS
+from policyd.cases import Case, load_cases, run_case
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
 from policyd.store import Engine, prepare
-from policyd.testing import load_cases, run_case
 
-SHORT_EVENTS = {name.removeprefix("smtp_server_"): name for name in EVENT_ARGS}
+opt = Options("POLICYCTL").option
+# An event by its short name, by KumoMTA's name, or by KumoMTA's name without
+# the smtp_server_ prefix (connection_accepted).
+EVENTS_BY_ANY_NAME = {
+    **{event.name.removeprefix("smtp_server_"): event for event in events.EVENTS},
+    **events.BY_SHORT,
+    **events.BY_NAME,
+}
 
 
 def connection_options(command: Any) -> Any:
     """--server and how to reach it: TLS (and a client certificate), an admin token."""
     PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
     for option in reversed([
-        click.option("--server", default="127.0.0.1:50051", envvar="POLICYCTL_SERVER",
-                     show_envvar=True, show_default=True,
-                     help="The daemon's gRPC address (HOST:PORT or unix:PATH)."),
-        click.option("--tls-ca", type=PATH, envvar="POLICYCTL_TLS_CA", show_envvar=True,
-                     help="Use TLS; the CA that signed the daemon's certificate."),
-        click.option("--tls-cert", type=PATH, envvar="POLICYCTL_TLS_CERT", show_envvar=True,
-                     help="A client certificate (an admin one, for status and reload)."),
-        click.option("--tls-key", type=PATH, envvar="POLICYCTL_TLS_KEY", show_envvar=True),
-        click.option("--tls-server-name", envvar="POLICYCTL_TLS_SERVER_NAME",
-                     show_envvar=True, help="The name to expect in the daemon's certificate."),
-        click.option("--token-file", type=PATH, envvar="POLICYCTL_TOKEN_FILE",
-                     show_envvar=True, help="The admin bearer token, for status and reload."),
+        opt("--server", type=ADDRESS_OR_UNIX, default="127.0.0.1:50051", show_default=True,
+            help="The daemon's gRPC address (HOST:PORT or unix:PATH)."),
+        opt("--tls-ca", type=PATH, help="Use TLS; the CA that signed the daemon's certificate."),
+        opt("--tls-cert", type=PATH,
+            help="A client certificate (an admin one, for status and reload)."),
+        opt("--tls-key", type=PATH),
+        opt("--tls-server-name", help="The name to expect in the daemon's certificate."),
+        opt("--token-file", type=PATH, help="The admin bearer token, for status and reload."),
     ]):  # fmt: skip
         command = option(command)
     return command
@@ -105,7 +111,7 @@ def test(path: Path, coverage: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
-async def _run(policy: LuaPolicy, cases: list) -> int:
+async def _run(policy: LuaPolicy, cases: list[Case]) -> int:
     failed = 0
     for case in cases:
         failure = await run_case(policy, case)
@@ -121,7 +127,7 @@ async def _run(policy: LuaPolicy, cases: list) -> int:
 
 
 def _channel(link: dict[str, Any]) -> grpc.Channel:
-    server = link["server"]
+    server = str(link["server"])
     if not (link["tls_ca"] or link["tls_cert"]):
         return grpc.insecure_channel(server)
     read = lambda path: path.read_bytes() if path else None  # noqa: E731
@@ -139,6 +145,7 @@ def _call(link: dict[str, Any], method: str, request: Any) -> Any:
     if link["token_file"]:
         metadata.append(("authorization", f"Bearer {link['token_file'].read_text().strip()}"))
     with _channel(link) as channel:
+        stub: Any
         if method == "Evaluate":
             stub = pb_grpc.PolicyServiceStub(channel)
         elif method == "Check":
@@ -158,50 +165,53 @@ def _print(message: Any) -> None:
 
 @main.command(name="eval")
 @connection_options
-@click.argument("event", type=click.Choice(sorted([*SHORT_EVENTS, *EVENT_ARGS])))
+@click.argument("event", type=click.Choice(sorted(EVENTS_BY_ANY_NAME)))
 @click.option("--peer", default="192.0.2.1:40000", show_default=True, help="Client IP:PORT.")
 @click.option("--ehlo", "ehlo_domain", help="The EHLO domain (the argument for the ehlo event).")
 @click.option("--helo", is_flag=True, help="The greeting was HELO.")
 @click.option("--sender", default="", help="MAIL FROM address (mail_from and data events).")
 @click.option("--recipient", "recipients", multiple=True, help="RCPT TO address; repeatable.")
 @click.option("--message", type=click.File("rb"), help="The message (data events).")
+@click.option("--authc", default="", help="The AUTH user name (auth_plain).")
+@click.option("--password", default="", help="The AUTH password (auth_plain).")
 @click.option("--meta", multiple=True, help="conn_meta KEY=JSON set earlier; repeatable.")
 @click.option("--edge-id", default="policyctl", show_default=True)
 @click.option("--hostname", default="mx.example.test", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Ask for a dry run.")
 def evaluate(event: str, **facts: Any) -> None:
     """Send one EVENT (e.g. mail_from) to a running daemon and print the verdict."""
-    name = SHORT_EVENTS.get(event, event)
-    ip, _, port = facts["peer"].rpartition(":")
-    request = pb.EvaluateRequest(
-        event=name,
+    row = EVENTS_BY_ANY_NAME[event]
+    try:
+        peer = parse(facts["peer"])
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--peer") from None
+    recipients = list(facts["recipients"])
+    # Every fact under the name of the argument field it fills; the event's
+    # argument message takes those it has.
+    values = {
+        "domain": facts["ehlo_domain"] or "",
+        "helo": facts["helo"],
+        "authc": facts["authc"],
+        "password": facts["password"],
+        "sender": facts["sender"],
+        "recipient": recipients[0] if recipients else "",
+        "recipients": recipients,
+        "message_id": "policyctl",
+        "data": facts["message"].read() if facts["message"] else b"",
+    }
+    fields = events.ARGUMENT_TYPES[row.field].DESCRIPTOR.fields_by_name
+    request = row.request(
+        row.arguments(**{name: value for name, value in values.items() if name in fields}),
         dry_run=facts["dry_run"],
         client=pb.Client(edge_id=facts["edge_id"], hostname=facts["hostname"]),
         session=pb.Session(
             id="policyctl",
-            peer_ip=ip.strip("[]"),
-            peer_port=int(port or 0),
+            peer_ip=peer.host,
+            peer_port=peer.port,
             ehlo_domain=facts["ehlo_domain"] or "",
         ),
         conn_meta=dict(item.split("=", 1) for item in facts["meta"]),
     )
-    kind = EVENT_ARGS[name]
-    recipients = list(facts["recipients"])
-    if kind == "connect":
-        request.connect.SetInParent()
-    elif kind == "ehlo":
-        request.ehlo.CopyFrom(pb.EhloArgs(domain=facts["ehlo_domain"] or "", helo=facts["helo"]))
-    elif kind == "mail_from":
-        request.mail_from.sender = facts["sender"]
-    elif kind == "rcpt_to":
-        request.rcpt_to.recipient = recipients[0] if recipients else ""
-    elif kind == "message":
-        data = facts["message"].read() if facts["message"] else b""
-        request.message.CopyFrom(
-            pb.MessageArgs(
-                message_id="policyctl", sender=facts["sender"], recipients=recipients, data=data
-            )
-        )
     _print(_call(facts, "Evaluate", request))
 
 
@@ -225,7 +235,7 @@ def reload(**link: Any) -> None:
 @connection_options
 def health(**link: Any) -> None:
     """Exit 0 when the daemon reports SERVING (for container health checks)."""
-    request = health_pb2.HealthCheckRequest(service="policy.v1.PolicyService")
+    request = health_pb2.HealthCheckRequest(service=POLICY_SERVICE)
     response = _call(link, "Check", request)
     click.echo(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
     sys.exit(0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1)

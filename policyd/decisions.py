@@ -17,27 +17,13 @@ import time
 from datetime import UTC, datetime
 from typing import IO
 
+from policy.addresses import join
+from policy.events import BY_NAME
 from policy.v1 import policy_pb2 as pb
-
-ACTION_NAMES = {
-    pb.ACTION_CONTINUE: "continue",
-    pb.ACTION_REJECT: "reject",
-    pb.ACTION_DISCONNECT: "disconnect",
-    pb.ACTION_ERROR: "error",
-}
-MODE_NAMES = {
-    pb.DISCONNECT_MODE_IF_421: "If421",
-    pb.DISCONNECT_MODE_FOLLOW_WITH_421: "FollowWith421",
-    pb.DISCONNECT_MODE_FORCE_DISCONNECT: "ForceDisconnect",
-}
-
+from policy.verdicts import ACTION_NAMES, MODE_NAMES
 
 FLUSH_INTERVAL = 0.1  # seconds a decision may wait in the buffer
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (C, fast)
-
-
-def host_port(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 class _Clock:
@@ -58,26 +44,22 @@ class _Clock:
 
 
 def _inputs(request: pb.EvaluateRequest) -> str:
-    """What a reader needs to understand a decision; nothing secret or bulky."""
+    """What a reader needs to understand a decision, as the event table says;
+    nothing secret or bulky (a bytes argument is recorded as its length)."""
     session = request.session
-    out = f', "peer": {_text(host_port(session.peer_ip, session.peer_port))}'
-    kind = request.WhichOneof("args")
-    ehlo = request.ehlo.domain if kind == "ehlo" else session.ehlo_domain
-    if ehlo:
-        out += f', "ehlo": {_text(ehlo)}'
-    if kind == "mail_from":
-        out += f', "sender": {_text(request.mail_from.sender)}'
-    elif kind == "rcpt_to":
-        out += f', "recipient": {_text(request.rcpt_to.recipient)}'
-    elif kind == "message":
-        message = request.message
-        recipients = ", ".join(_text(r) for r in message.recipients)
-        out += (
-            f', "message_id": {_text(message.message_id)}, "sender": {_text(message.sender)}'
-            f', "recipients": [{recipients}], "bytes": {len(message.data)}'
-        )
-    elif kind == "auth_plain":
-        out += f', "authc": {_text(request.auth_plain.authc)}'  # never the password
+    event = BY_NAME[request.event]  # the request was checked
+    out = f', "peer": {_text(join(session.peer_ip, session.peer_port))}'
+    if session.ehlo_domain and event.field != "ehlo":
+        out += f', "ehlo": {_text(session.ehlo_domain)}'
+    arguments = getattr(request, event.field)
+    for key, field in event.logged:
+        value = getattr(arguments, field)
+        if isinstance(value, str):
+            out += f', "{key}": {_text(value)}'
+        elif isinstance(value, bytes):
+            out += f', "{key}": {len(value)}'
+        else:
+            out += f', "{key}": [{", ".join(_text(item) for item in value)}]'
     if session.HasField("auth"):
         out += f', "authn_id": {_text(session.auth.authn_id)}'
     return out

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from policyd.runtime import Limits, LuaPolicy
+from policyd.config import Limits
+from policyd.runtime import LuaPolicy
 from policyd.source import Snapshot
 
 T = TypeVar("T")

@@ -21,7 +21,9 @@ from typing import Any
 
 from lupa import lua54
 
-from policyd.dns import DnsError, reverse_pointer
+from policy.events import EVENTS
+from policyd.config import Limits
+from policyd.dns.records import DnsError, reverse_pointer
 from policyd.source import PolicyError, PolicySource, Snapshot
 from policyd.throttle import SpecError, ThrottleSpec
 
@@ -31,17 +33,6 @@ _LUA = resources.files("policyd") / "lua"
 _LIMITS, _SANDBOX, _KUMO = (
     (_LUA / f).read_text() for f in ("limits.lua", "sandbox.lua", "kumo.lua")
 )
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one evaluation (or one policy load) may use."""
-
-    seconds: float = 0.2  # wall clock, host calls included
-    instructions: int = 100_000_000  # Lua VM instructions
-    slice: int = 200_000  # instructions an inline evaluation may run before it moves to overflow
-    memory: int = 128 * 1024 * 1024  # bytes per Lua state
-    load_seconds: float = 5.0  # the policy's top level, modules included
 
 
 @dataclass(frozen=True)
@@ -121,10 +112,10 @@ class LuaPolicy:
     """
 
     def __init__(
-        self, source: PolicySource | Snapshot, limits: Limits = Limits(), coverage: bool = False
+        self, source: PolicySource | Snapshot, limits: Limits | None = None, coverage: bool = False
     ) -> None:
         self.source = source
-        self.limits = limits
+        self.limits = limits = limits or Limits()
         self.files: dict[str, bytes] = {}
         # Warnings raised while loading (e.g. unsupported events), for the caller to report.
         self.warnings: list[str] = []
@@ -145,6 +136,7 @@ class LuaPolicy:
                 "throttle_spec": self._throttle_spec,
                 "configure_redis": self._configure_redis,
                 "reverse_ip": _reverse_ip,
+                "events": self.lua.table_from([event.name for event in EVENTS]),
             }
         )
         # Set by kumo.configure_redis_throttles{node=...} while the policy loads.
@@ -261,22 +253,20 @@ class LuaPolicy:
         return self._report(pending.co, pending.ctx, pending.event, step)
 
     def _report(self, co: Any, ctx: Any, event: str, step: Any) -> Outcome | Pending:
-        step = step if isinstance(step, list | tuple) else (step,)
         if step[0] == "call":
             name, where, *args = step[1:]
             return Pending(co, ctx, event, name, where, tuple(args))  # strings, numbers, nil
-        exceeded, action, *rest = (*step[1:], *((None,) * 10))[:11]
-        code, text, mode, error, meta, headers, extensions, auth, msg_meta = rest
-        return Outcome(
-            action=action,
-            code=code or 0,
-            text=text or "",
-            mode=mode or "",
-            error=error or "",
-            meta=dict(meta.items()) if meta is not None else None,
-            headers=[tuple(h.values()) for h in headers.values()] if headers is not None else None,
-            extensions=list(extensions.values()) if extensions is not None else None,
-            auth=bool(auth),
-            msg_meta=dict(msg_meta.items()) if msg_meta is not None else None,
-            exceeded=exceeded,
-        )
+        return _outcome(step[1])
+
+
+def _outcome(result: Any) -> Outcome:
+    """A finished evaluation's Lua table (named fields, only those that apply) as an Outcome."""
+    fields = dict(result.items())
+    for name in ("meta", "msg_meta"):
+        if name in fields:
+            fields[name] = dict(fields[name].items())
+    if "headers" in fields:
+        fields["headers"] = [tuple(change.values()) for change in fields["headers"].values()]
+    if "extensions" in fields:
+        fields["extensions"] = list(fields["extensions"].values())
+    return Outcome(**fields)

@@ -22,13 +22,15 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from policy.v1 import policy_pb2 as pb
+from policy.v1 import ADMIN_SERVICE, POLICY_SERVICE
 from policy.v1 import policy_pb2_grpc as pb_grpc
 from policyd.access import AdminAccess
 from policyd.bridge import Bridge
 from policyd.config import ServeConfig
 from policyd.decisions import DecisionLog
-from policyd.dns import Dns, DnsCache, NetworkSource
+from policyd.dns.cache import DnsCache
+from policyd.dns.lookups import Dns
+from policyd.dns.sources import NetworkSource
 from policyd.overflow import Overflow
 from policyd.service import AdminService, PolicyService
 from policyd.source import PolicyError, PolicySource
@@ -38,21 +40,13 @@ from policyd.watch import watch
 
 log = logging.getLogger("policyd.server")
 
-POLICY_SERVICE = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
-ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["PolicyAdmin"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def bound_address(listen: str, port: int) -> str:
-    if listen.startswith("unix:"):
-        return listen
-    host = listen.rsplit(":", 1)[0]
-    return f"{host}:{port}"
-
-
 def dns_resolver(config: ServeConfig) -> Dns:
-    source = NetworkSource(list(config.dns_servers), config.dns_timeout, config.dns_attempts)
+    servers = [(s.host, s.port) for s in config.dns_servers]
+    source = NetworkSource(servers, config.dns_timeout, config.dns_attempts)
     return Dns(source, DnsCache(config.dns_cache_size))
 
 
@@ -118,8 +112,7 @@ class Server:
         await server.start()
         self._grpc = server
         if self.config.metrics:
-            host, _, metrics_port = self.config.metrics.rpartition(":")
-            start_http_server(int(metrics_port), host.strip("[]"))
+            start_http_server(self.config.metrics.port, self.config.metrics.host)
         if self.config.watch != "off":
             self._spawn(
                 watch(
@@ -130,7 +123,9 @@ class Server:
                 )
             )
         message = "worker listening" if self.config.worker else "listening"
-        log.info(message, extra={"address": bound_address(self.config.listen, port)})
+        listen = self.config.listen
+        bound = listen if listen.is_unix else listen.with_port(port)
+        log.info(message, extra={"address": str(bound)})
         if self._on_ready is not None:
             self._on_ready()
 
@@ -142,23 +137,22 @@ class Server:
     def _bind(self, server: grpc.aio.Server) -> int:
         """Binds the listen address: TLS when configured, else plaintext (which
         ServeConfig.validate allows only where it is safe)."""
-        config = self.config
-        config.validate()
+        config, listen = self.config, str(self.config.listen)
         try:
-            if config.tls_cert is not None:
+            if config.tls_cert is not None and config.tls_key is not None:
                 ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
                 credentials = grpc.ssl_server_credentials(
                     [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
                     root_certificates=ca,
                     require_client_auth=ca is not None,
                 )
-                port = server.add_secure_port(config.listen, credentials)
+                port = server.add_secure_port(listen, credentials)
             else:
-                port = server.add_insecure_port(config.listen)
+                port = server.add_insecure_port(listen)
         except RuntimeError:
             port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {config.listen}")
+            raise OSError(f"cannot listen on {listen}")
         return port
 
     async def _report_health(self) -> None:
@@ -203,13 +197,3 @@ class Server:
         if self._stop.is_set():
             raise SystemExit(1)  # second signal: stop now
         self._stop.set()
-
-
-def run(main: Coroutine[Any, Any, None], loop: str) -> None:
-    """Runs the server on the chosen event loop implementation."""
-    if loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main)
-    else:
-        asyncio.run(main)

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
 from policyd.access import AdminAccess, peer_identity
-from policyd.evaluate import RequestError
+from policyd.requests import RequestError
 from policyd.store import Outcome, Revision, RevisionStore
 
 log = logging.getLogger("policyd.service")

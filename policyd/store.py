@@ -20,12 +20,13 @@ from enum import Enum
 
 from policyd import metrics
 from policyd.bridge import Bridge
+from policyd.cases import load_cases, run_cases
+from policyd.config import Limits
 from policyd.decisions import DecisionLog
 from policyd.evaluate import Evaluator
 from policyd.overflow import Overflow
-from policyd.runtime import Limits, LuaPolicy
+from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource, Snapshot
-from policyd.testing import load_cases, run_cases
 
 log = logging.getLogger("policyd.store")
 
@@ -40,7 +41,6 @@ class Revision:
     test_cases: int
     activated_at: float
     trigger: str
-    redis_node: str | None = None  # kumo.configure_redis_throttles
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,15 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
         raise PolicyError(f"policy test failed: {failures[0]}{more}")
     snapshot = Snapshot(source, checking.files)
     serving = LuaPolicy(snapshot, engine.limits)
+    warnings = list(checking.warnings)
+    configured = engine.bridge.throttles.configured_url
+    if serving.redis_node and configured not in (None, serving.redis_node):
+        warnings.append(
+            f"kumo.configure_redis_throttles names {serving.redis_node}; --redis {configured} wins"
+        )
     evaluator = Evaluator(
         serving,
-        engine.bridge,
+        engine.bridge.for_policy(serving.redis_node),
         engine.overflow,
         max_message_size=engine.max_message_size,
         decisions=engine.decisions,
@@ -96,9 +102,8 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
         test_cases=len(cases),
         activated_at=time.time(),
         trigger=trigger,
-        redis_node=serving.redis_node,
     )
-    return revision, checking.warnings
+    return revision, warnings
 
 
 class RevisionStore:
@@ -155,14 +160,6 @@ class RevisionStore:
         )
 
     def _activate(self, revision: Revision, warnings: list[str]) -> None:
-        throttles = self.engine.bridge.throttles
-        throttles.policy_url = revision.redis_node
-        if revision.redis_node and throttles.configured_url not in (None, revision.redis_node):
-            warnings = [
-                *warnings,
-                f"kumo.configure_redis_throttles names {revision.redis_node}; "
-                f"--redis {throttles.configured_url} wins",
-            ]
         previous = self.active
         self.active = revision
         self.activations += 1

@@ -195,6 +195,9 @@ class RedisThrottles:
 class Throttles:
     """Where each use of a throttle goes, and what a Redis failure means.
 
+    Shared by every revision, so counts survive reloads: the in-memory counts,
+    and one Redis client per URL. The URL is the command line's (`redis_url`),
+    else the one the revision's policy configured, else none (in memory).
     `on_failure` "error": the policy gets a Lua error (uncaught, the client gets
     421 4.3.0 technical difficulties); "allow": the use counts as not throttled.
     Either way the failure is logged and counted, and the Redis client
@@ -209,31 +212,30 @@ class Throttles:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.configured_url = redis_url  # from the command line: wins over the policy's
-        self.policy_url: str | None = None  # kumo.configure_redis_throttles
         self.timeout = timeout
         self.on_failure = on_failure
         self.local = LocalThrottles(clock)
-        self._redis: RedisThrottles | None = None
+        self._redis: dict[str, RedisThrottles] = {}
 
-    @property
-    def url(self) -> str | None:
-        return self.configured_url or self.policy_url
+    def url(self, policy_url: str | None) -> str | None:
+        """The Redis a revision's throttles use (None: in memory)."""
+        return self.configured_url or policy_url
 
-    def _backend(self) -> RedisThrottles:
-        url = self.url
-        assert url is not None
-        if self._redis is None or self._redis.url != url:
-            self._redis = RedisThrottles(url, self.timeout)
-        return self._redis
+    def _backend(self, url: str) -> RedisThrottles:
+        backend = self._redis.get(url)
+        if backend is None:
+            backend = self._redis[url] = RedisThrottles(url, self.timeout)
+        return backend
 
-    async def use(self, name: str, spec: ThrottleSpec) -> Result:
+    async def use(self, name: str, spec: ThrottleSpec, policy_url: str | None = None) -> Result:
         key = spec.key(name)
-        if spec.local or self.url is None:
+        url = self.url(policy_url)
+        if spec.local or url is None:
             return self.local.use(key, spec)
         from redis.exceptions import RedisError  # redis is imported only when used
 
         try:
-            return await self._backend().use(key, spec)
+            return await self._backend(url).use(key, spec)
         except (RedisError, OSError, TimeoutError) as e:
             metrics.THROTTLE_FAILURES.labels(self.on_failure).inc()
             log.warning(
@@ -250,5 +252,6 @@ class Throttles:
             raise BridgeError(f"throttle '{name}': redis unavailable ({type(e).__name__})") from e
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.close()
+        for backend in self._redis.values():
+            await backend.close()
+        self._redis.clear()

@@ -14,7 +14,8 @@ import pytest
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
 from policyd.bridge import Bridge
-from policyd.evaluate import Evaluator, predefined_meta
+from policyd.evaluate import Evaluator
+from policyd.inputs import predefined_meta
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
 

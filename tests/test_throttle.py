@@ -11,7 +11,7 @@ from policyd.bridge import Bridge
 from policyd.evaluate import Evaluator
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
-from policyd.testing import FakeClock
+from policyd.cases import FakeClock
 from policyd.throttle import LocalThrottles, Result, SpecError, Throttles, ThrottleSpec, gcra
 
 

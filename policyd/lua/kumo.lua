@@ -12,7 +12,7 @@ local utf8_safe = sandbox.utf8_safe
 -- string table that string methods resolve to.
 local format, sub, find, match, gsub, lower, byte =
   string.format, string.sub, string.find, string.match, string.gsub, string.lower, string.byte
-local concat, insert, sort = table.concat, table.insert, table.sort
+local concat, insert, sort, unpack = table.concat, table.insert, table.sort, table.unpack
 local utf8_len, math_type, tointeger, huge = utf8.len, math.type, math.tointeger, math.huge
 local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
 local getinfo, traceback = debug.getinfo, debug.traceback
@@ -21,16 +21,7 @@ local kumo = {}
 local handlers = {}   -- event -> function
 local origin = {}     -- event -> "file:line" of its registration
 local warned = {}
-
-local IMPLEMENTED = {
-  smtp_server_connection_accepted = true,
-  smtp_server_ehlo = true,
-  smtp_server_auth_plain = true,
-  smtp_server_mail_from = true,
-  smtp_server_rcpt_to = true,
-  smtp_server_data = true,
-  smtp_server_message_received = true,
-}
+local IMPLEMENTED = {}  -- event -> true: the host's events, each with its Lua side below
 
 local MODES = { ForceDisconnect = true, FollowWith421 = true, If421 = true }
 
@@ -464,44 +455,57 @@ local function extension_list(value)
   return value
 end
 
--- The body of an evaluation's coroutine. Returns: action, code, text, mode,
--- error, conn_meta changes, header changes, EHLO extensions, auth answer,
--- message meta changes.
+-- The Lua side of each event in the host's event table (policy/events.py):
+-- the handler's arguments, made from the event's arguments and conn_meta, and
+-- the message object when the event has one.
+local function message_arguments(args, conn)
+  local msg = new_message(args, conn)
+  return { msg, conn, n = 2 }, msg
+end
+
+local ARGUMENTS = {
+  smtp_server_connection_accepted = function(_, conn) return { conn, n = 1 } end,
+  smtp_server_ehlo = function(args, conn)
+    if args.helo then return { args.domain, conn, n = 2 } end
+    return { args.domain, conn, args.extensions, n = 3 }
+  end,
+  smtp_server_auth_plain = function(args, conn)
+    return { args.authz, args.authc, args.password, conn, n = 4 }
+  end,
+  smtp_server_mail_from = function(args, conn) return { address(args.sender), conn, n = 2 } end,
+  smtp_server_rcpt_to = function(args, conn) return { address(args.recipient), conn, n = 2 } end,
+  smtp_server_data = message_arguments,
+  smtp_server_message_received = message_arguments,
+}
+
+for _, event in ipairs(host.events) do
+  if not ARGUMENTS[event] then error('kumo.lua has no Lua side for the event ' .. event) end
+  IMPLEMENTED[event] = true
+end
+
+-- The body of an evaluation's coroutine: runs the handler and returns what it
+-- decided as a table with named fields (only those that apply are set):
+-- action ('continue', 'reject', 'disconnect' or 'error'), code, text, mode,
+-- error, meta (conn_meta changes), headers (header changes), extensions (a
+-- replaced EHLO list), auth (the AUTH answer), msg_meta (message meta changes).
 local function run(event, fixed, raw, args)
-  local handler = handlers[event]
   local conn = new_meta('conn_meta', fixed, raw)
-  local msg, ok, result
-  if event == 'smtp_server_mail_from' then
-    ok, result = xpcall(handler, on_error, address(args.sender), conn)
-  elseif event == 'smtp_server_rcpt_to' then
-    ok, result = xpcall(handler, on_error, address(args.recipient), conn)
-  elseif event == 'smtp_server_ehlo' then
-    if args.helo then
-      ok, result = xpcall(handler, on_error, args.domain, conn)
-    else
-      ok, result = xpcall(handler, on_error, args.domain, conn, args.extensions)
-    end
-  elseif event == 'smtp_server_data' or event == 'smtp_server_message_received' then
-    msg = new_message(args, conn)
-    ok, result = xpcall(handler, on_error, msg, conn)
-  elseif event == 'smtp_server_auth_plain' then
-    ok, result = xpcall(handler, on_error, args.authz, args.authc, args.password, conn)
-  else
-    ok, result = xpcall(handler, on_error, conn)
-  end
+  local arguments, msg = ARGUMENTS[event](args, conn)
+  local ok, result = xpcall(handlers[event], on_error, unpack(arguments, 1, arguments.n))
   local headers = msg and #msg.changes > 0 and msg.changes or nil
   local msg_meta = msg and msg.meta.changed or nil
   if ok then
     local extensions, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
-    if err then return 'error', 0, '', '', err end
-    return 'continue', 0, '', '', '', conn.changed, headers, extensions, result == true, msg_meta
+    if err then return { action = 'error', error = err } end
+    return { action = 'continue', meta = conn.changed, headers = headers,
+             extensions = extensions, auth = result == true, msg_meta = msg_meta }
   end
   if type(result) == 'table' then
-    return result.action, result.code, result.text, result.mode, '', conn.changed, headers,
-           nil, false, msg_meta
+    return { action = result.action, code = result.code, text = result.text, mode = result.mode,
+             meta = conn.changed, headers = headers, msg_meta = msg_meta }
   end
-  return 'error', 0, '', '', tostring(result)
+  return { action = 'error', error = tostring(result) }
 end
 
 -- An error message as the host reports it: UTF-8, and located at the
@@ -515,24 +519,26 @@ end
 
 -- Reports where an evaluation stands after (re)starting its coroutine:
 --   'call', name, where, args...   it waits for a host call
---   'done', exceeded, results...   it ended; `exceeded` names a limit it hit
+--   'done', outcome                it ended (outcome as `run` returns it, and
+--                                  `exceeded` naming a limit it hit)
 local function report(co, ctx, event, ok, first, ...)
   if ok and co_status(co) == 'suspended' then
     if first == limits.BRIDGE then return 'call', ... end
     ok, first = false, 'coroutine.yield called outside a coroutine'
   end
   if ctx.exceeded then
-    return 'done', ctx.exceeded, 'error', 0, '', '', located(event, limits.failure(ctx))
+    return 'done', { action = 'error', exceeded = ctx.exceeded,
+                     error = located(event, limits.failure(ctx)) }
   end
   if not ok then
-    return 'done', nil, 'error', 0, '', '', located(event, tostring(first))
+    return 'done', { action = 'error', error = located(event, tostring(first)) }
   end
-  if first == 'error' then
-    return 'done', nil, 'error', 0, '', '', located(event, (select(4, ...)))
+  if first.action == 'error' then
+    first.error = located(event, first.error)
+  elseif first.text then
+    first.text = utf8_safe(first.text)
   end
-  local code, text, mode, err, meta, headers, extensions, auth, msg_meta = ...
-  return 'done', nil, first, code, utf8_safe(text), mode, err, meta, headers, extensions, auth,
-         msg_meta
+  return 'done', first
 end
 
 local evaluation = {}

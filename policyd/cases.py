@@ -1,4 +1,6 @@
-"""Policy test cases: scripted SMTP conversations and the verdicts they must get.
+"""A policy's own test cases: scripted SMTP conversations and the verdicts
+they must get. Every revision passes them before it is activated (store.py),
+and `policyctl test` reports them with line coverage.
 
 A test file is TOML. Each `[[case]]` is one SMTP session; its `steps` run in
 order through the same evaluator the daemon serves with, carrying conn_meta
@@ -44,17 +46,23 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from policy.addresses import parse
+from policy.events import CONNECT, DATA, EHLO, MAIL_FROM, RCPT_TO, Event, Stage, of_stage
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
+from policy.verdicts import ACTION_NAMES, MODE_NAMES
 from policyd.bridge import Bridge
-from policyd.decisions import ACTION_NAMES, MODE_NAMES
-from policyd.dns import Dns, StaticSource
+from policyd.dns.lookups import Dns
+from policyd.dns.sources import StaticSource
 from policyd.evaluate import Evaluator
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
 from policyd.throttle import Throttles
 
-EVENT_KEYS = ("connect", "ehlo", "helo", "mail_from", "rcpt_to", "data", "wait")
+# A step's one event key: an event's short name (data: every event of the DATA
+# stage), helo (the EHLO event, as HELO), or wait.
+STEP_EVENTS: dict[str, Event] = {e.short: e for e in (CONNECT, EHLO, MAIL_FROM, RCPT_TO, DATA)}
+EVENT_KEYS = (*STEP_EVENTS, "helo", "wait")
 STEP_KEYS = {*EVENT_KEYS, "expect", "mode", "meta"}
 CASE_KEYS = {"name", "peer", "local", "hostname", "edge_id", "meta", "dns", "steps"}
 
@@ -150,7 +158,7 @@ def parse_cases(file: str, text: str) -> list[Case]:
         doc = tomllib.loads(text)
         shared_dns = doc.get("dns", {})
         StaticSource(shared_dns)  # checks the answers, even with no case using them
-        cases = []
+        cases: list[Case] = []
         for raw in doc.get("case", []):
             unknown = set(raw) - CASE_KEYS
             if unknown:
@@ -193,11 +201,6 @@ def load_cases(source: PolicySource) -> list[Case]:
     ]
 
 
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class Conversation:
     """One case's session, as an edge would drive it, on a fake clock of its own."""
 
@@ -209,63 +212,66 @@ class Conversation:
             dns=Dns(StaticSource(case.dns)),
         )
         self.evaluator = Evaluator(policy, bridge)
-        peer_ip, peer_port = _split(case.peer)
-        local_ip, local_port = _split(case.local)
+        peer, local = parse(case.peer), parse(case.local)
         self.client = pb.Client(
             edge_id=case.edge_id, hostname=case.hostname, listener=case.local, labels=case.labels
         )
         self.session = pb.Session(
-            id="test",
-            peer_ip=peer_ip,
-            peer_port=peer_port,
-            local_ip=local_ip,
-            local_port=local_port,
-        )
+            id="test", peer_ip=peer.host, peer_port=peer.port, local_ip=local.host,
+            local_port=local.port,
+        )  # fmt: skip
         self.conn_meta: dict[str, str] = {}
         self.sender = ""
         self.recipients: list[str] = []
 
-    async def ask(self, event: str, **args: Any) -> pb.Verdict:
-        request = pb.EvaluateRequest(
-            event=event, client=self.client, session=self.session, conn_meta=self.conn_meta, **args
+    async def ask(self, event: Event, arguments: Any) -> pb.Verdict:
+        request = event.request(
+            arguments, client=self.client, session=self.session, conn_meta=self.conn_meta
         )
         verdict = await self.evaluator.evaluate(request)
         self.conn_meta.update(verdict.meta_set)
         return verdict
 
     async def step(self, step: Step) -> pb.Verdict:
-        event, value = step.event, step.value
-        if event == "wait":  # time passes: only the fake clock moves
+        """One step, with the session effects an edge would give its verdict."""
+        key, value = step.event, step.value
+        if key == "wait":  # time passes: only the fake clock moves
             await self.clock.sleep(float(value))
             return pb.Verdict(action=pb.ACTION_CONTINUE)
-        if event == "connect":
-            return await self.ask("smtp_server_connection_accepted", connect=pb.ConnectArgs())
-        if event in ("ehlo", "helo"):
-            verdict = await self.ask(
-                "smtp_server_ehlo", ehlo=pb.EhloArgs(domain=value, helo=event == "helo")
-            )
-            ok = verdict.action == pb.ACTION_CONTINUE
-            self.session.ehlo_domain = value if ok else ""
-            return verdict
-        if event == "mail_from":
-            verdict = await self.ask(
-                "smtp_server_mail_from", mail_from=pb.MailFromArgs(sender=value)
-            )
-            if verdict.action == pb.ACTION_CONTINUE:
+        if key == "data":
+            return await self._data(value.encode())
+        event = EHLO if key == "helo" else STEP_EVENTS[key]
+        if event is EHLO:
+            arguments = event.arguments(domain=value, helo=key == "helo")
+        elif event is MAIL_FROM:
+            arguments = event.arguments(sender=value)
+        elif event is RCPT_TO:
+            arguments = event.arguments(recipient=value)
+        else:
+            arguments = event.arguments()
+        verdict = await self.ask(event, arguments)
+        if verdict.action == pb.ACTION_CONTINUE:
+            if event is EHLO:
+                self.session.ehlo_domain = value
+            elif event is MAIL_FROM:
                 self.sender, self.recipients = value, []
-            return verdict
-        if event == "rcpt_to":
-            verdict = await self.ask("smtp_server_rcpt_to", rcpt_to=pb.RcptToArgs(recipient=value))
-            if verdict.action == pb.ACTION_CONTINUE:
+            elif event is RCPT_TO:
                 self.recipients.append(value)
-            return verdict
-        data, msg_meta = value.encode(), {}
-        for name in ("smtp_server_data", "smtp_server_message_received"):
-            message = pb.MessageArgs(
+        elif event is EHLO:
+            self.session.ehlo_domain = ""
+        return verdict
+
+    async def _data(self, data: bytes) -> pb.Verdict:
+        """Every event of the DATA stage in turn, each seeing the header changes and
+        message meta of the ones before, until one does not continue."""
+        msg_meta: dict[str, str] = {}
+        verdict = pb.Verdict(action=pb.ACTION_CONTINUE)
+        for event in of_stage(Stage.DATA):
+            message = event.arguments(
                 message_id="test-message", sender=self.sender, recipients=self.recipients,
                 data=data, msg_meta=msg_meta,
             )  # fmt: skip
-            verdict = await self.ask(name, message=message)
+            verdict = await self.ask(event, message)
             if verdict.action != pb.ACTION_CONTINUE:
                 break
             data = apply_header_changes(data, verdict.header_changes)
