@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -177,7 +178,7 @@ def smtp_throughput(scale: Scale, workdir: Path, configs: list[Config]) -> dict[
 
 def idle_latency(scale: Scale, workdir: Path) -> dict:
     """MAIL FROM latency with a policy call (typical) and without (no handlers), same edge."""
-    out = {}
+    out: dict[str, Any] = {}
     for name, policy in (("no policy call", "empty.lua"), ("policy call", "typical.lua")):
         with Stack(f"idle-{policy}", Config(name, policy), workdir) as stack:
             command_latency(stack.port, min(200, scale.idle_commands))  # warm up

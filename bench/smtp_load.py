@@ -92,7 +92,7 @@ def command_latency(port: int, count: int) -> list[float]:
 
 def hold_connections(port: int, count: int) -> list[socket.socket]:
     """Opens `count` SMTP connections and reads their banners; the caller closes them."""
-    held = []
+    held: list[socket.socket] = []
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         banner = sock.recv(1024)

@@ -11,10 +11,9 @@ are stale.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from grpc_tools import protoc
+from grpc_tools import protoc  # type: ignore[import-untyped]  # no type information
 
 ROOT = Path(__file__).resolve().parent  # proto/
 REPOSITORY = ROOT.parent
@@ -44,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -39,12 +40,13 @@ def load(write_policy):
     return make
 
 
-def request(event: str, **kw) -> pb.EvaluateRequest:
-    base = {
-        "client": pb.Client(edge_id="edge-1", hostname="mx.test", labels={"region": "eu"}),
-        "session": pb.Session(id="s", peer_ip="::1", peer_port=4000, local_ip="::1", local_port=25),
-    }
-    return pb.EvaluateRequest(event=event, **base, **kw)
+def request(event: str, **kw: Any) -> pb.EvaluateRequest:
+    return pb.EvaluateRequest(
+        event=event,
+        client=pb.Client(edge_id="edge-1", hostname="mx.test", labels={"region": "eu"}),
+        session=pb.Session(id="s", peer_ip="::1", peer_port=4000, local_ip="::1", local_port=25),
+        **kw,
+    )
 
 
 def mail(sender: str = "a@b.example", **kw) -> pb.EvaluateRequest:

@@ -22,6 +22,7 @@ def test_accepts_and_marks_local_mail(example) -> None:
     body = b"Subject: hi\r\nX-Internal: secret\r\n\r\nhello\r\n"
     with smtplib.SMTP("127.0.0.1", example.port, timeout=10) as smtp:
         smtp.sendmail("alice@sender.example", ["bob@example.com"], body)
+        assert smtp.sock is not None
         peer = "{}:{}".format(*smtp.sock.getsockname())
     (stored,) = example.stored()
     assert (

@@ -159,6 +159,7 @@ def test_reloads_under_traffic_never_serve_a_broken_revision(reloadable, tmp_pat
     status = admin.status()
     assert status.active.id == good["v5"]
     assert (status.activations, status.failures) == (2, 5)
+    assert (list(status.active.test_files), status.active.test_cases) == (["policy.tests.toml"], 1)
     # Every verdict the edge acted on came from a good revision.
     edge_log = (tmp_path / "smtpedge.log").read_text().splitlines()
     revisions = {json.loads(line).get("revision") for line in edge_log if '"refused"' in line}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def mail_from(port: int, user: str) -> bytes:
 @pytest.mark.parametrize("kind", ["loop", "pcall", "coroutine", "memory", "recursion", "rep"])
 def test_hostile_policy_fails_only_its_own_evaluation(hostile, kind: str) -> None:
     daemon, port = hostile
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
 
     def run_hostile() -> None:
         began = time.monotonic()
@@ -86,7 +87,7 @@ def test_hostile_policy_fails_only_its_own_evaluation(hostile, kind: str) -> Non
 
     hostile_session = threading.Thread(target=run_hostile)
     hostile_session.start()
-    served = []
+    served: list[tuple[bytes, float]] = []
     while hostile_session.is_alive() and len(served) < 200:
         served.append((mail_from(port, "normal"), time.monotonic()))
     hostile_session.join(LIMIT_SECONDS + 10)
@@ -145,7 +146,7 @@ end)
         "--policy-timeout", "5",
         daemon_args=("--eval-timeout", "3"),
     )  # fmt: skip
-    slow: dict[str, object] = {}
+    slow: dict[str, Any] = {}
 
     def run_slow() -> None:
         slow["reply"] = mail_from(stack.port, "slow")

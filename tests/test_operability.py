@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -22,6 +23,7 @@ from tests.smtpclient import RawClient
 
 REJECTING = r"""
 kumo.on('smtp_server_mail_from', function(sender)
+  if sender.user == 'slow' then kumo.sleep(0.05) end
   if sender.domain == 'blocked.example' then kumo.reject(550, '5.7.1 blocked sender') end
 end)
 """
@@ -46,13 +48,13 @@ def mail(port: int, sender: bytes) -> bytes:
 
 def test_a_refused_session_can_be_traced_across_edge_and_daemon(stack_factory) -> None:
     stack = stack_factory(REJECTING)
-    assert mail(stack.port, b"x@blocked.example") == b"550 5.7.1 blocked sender\r\n"
+    assert mail(stack.port, b"slow@blocked.example") == b"550 5.7.1 blocked sender\r\n"
     (refused,) = [e for e in stack.edge.log_lines() if e.get("msg") == "refused"]
     (decision,) = decisions(stack.daemon, lambda d: d["decision_id"] == refused["decision_id"])
     assert decision["session_id"] == refused["session_id"]
     assert decision["revision"] == refused["revision"]
     assert decision["event"] == "smtp_server_mail_from"
-    assert decision["sender"] == "x@blocked.example"
+    assert decision["sender"] == "slow@blocked.example"
     assert (decision["action"], decision["code"], decision["text"]) == (
         "reject",
         550,
@@ -60,7 +62,8 @@ def test_a_refused_session_can_be_traced_across_edge_and_daemon(stack_factory) -
     )
     assert decision["mode"] == "If421"
     assert decision["edge_id"] == "mx.test" and decision["peer"].startswith("127.0.0.1:")
-    assert decision["eval_ms"] >= 0
+    # In milliseconds, host calls included: the handler slept 50 ms of its 200.
+    assert 50 <= decision["eval_ms"] < 200
     assert refused["reply"] == ["550 5.7.1 blocked sender"]
 
 
@@ -113,7 +116,12 @@ def test_metrics_on_both_processes_move_with_traffic(stack_factory) -> None:
     assert moved(edge, edge_before, "smtpedge_policy_call_seconds_count", stage="mail") == 4
     assert moved(edge, edge_before, "smtpedge_messages_accepted_total") == 1
     assert moved(edge, edge_before, "smtpedge_message_bytes_total") > len(b"Subject: counted")
-    assert value(edge, "smtpedge_sessions_open") >= 0
+    with stack.greeted():
+        assert value(scrape(edge_port), "smtpedge_sessions_open") == 1
+    deadline = time.monotonic() + 5  # the edge notices the close a moment later
+    while value(scrape(edge_port), "smtpedge_sessions_open") != 0:
+        assert time.monotonic() < deadline, "the closed session is still counted as open"
+        time.sleep(0.05)
 
 
 def test_health_follows_the_policy_and_reflection_lists_the_services(tmp_path: Path) -> None:
@@ -121,7 +129,7 @@ def test_health_follows_the_policy_and_reflection_lists_the_services(tmp_path: P
     policy.write_text("kumo.on('smtp_server_mail_from', function(\n")  # broken
     daemon, address = start_daemon(policy, tmp_path, "--wait-for-policy", "--poll-interval", "0.2")
     channel = grpc.insecure_channel(address)
-    health = health_pb2_grpc.HealthStub(channel)
+    health: Any = health_pb2_grpc.HealthStub(channel)  # the stubs do not know its methods
 
     def status(service: str = "policy.v1.PolicyService") -> int:
         return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,9 @@ def test_one_limit_across_two_daemons_and_three_edges(cluster) -> None:
     a = cluster.daemon(THROTTLED % "10/min")
     b = cluster.daemon(THROTTLED % "10/min")
     edges = [cluster.edge(a), cluster.edge(b), cluster.edge(a, b)]
-    replies = {sender: [] for sender in ("x@throttled.example", "y@throttled.example")}
+    replies: dict[str, list[bytes]] = {
+        sender: [] for sender in ("x@throttled.example", "y@throttled.example")
+    }
     for _ in range(3):  # interleave edges and senders
         for port in edges:
             for sender in replies:
@@ -122,7 +125,7 @@ def test_a_redis_call_suspends_only_its_own_evaluation(cluster) -> None:
     port = cluster.edge(daemon, args=("--policy-timeout", "8"))
     assert mail_from(port, "warm@x.example", 1) == [b"550 no throttle\r\n"]
     cluster.redis.client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
-    slow: dict[str, object] = {}
+    slow: dict[str, Any] = {}
 
     def throttled() -> None:
         slow["reply"] = mail_from(port, "throttled@x.example", 1)[0]

@@ -8,10 +8,10 @@ import pytest
 
 from policy.v1 import policy_pb2 as pb
 from policyd.bridge import Bridge
+from policyd.cases import FakeClock
 from policyd.evaluate import Evaluator
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
-from policyd.cases import FakeClock
 from policyd.throttle import LocalThrottles, Result, SpecError, Throttles, ThrottleSpec, gcra
 
 

@@ -1,0 +1,157 @@
+"""The shared kernel (policy/): addresses, the event table, options from the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from lupa import lua54
+
+from policy import addresses, events
+from policy.addresses import Address
+from policy.options import ADDRESS_OR_UNIX, AddressType, Options
+from policy.v1 import policy_pb2 as pb
+from policyd import runtime
+from policyd.runtime import LuaPolicy
+from policyd.source import PolicySource
+
+PARSED = [
+    # text, unix allowed, default port, expected
+    ("127.0.0.1:25", False, None, Address("127.0.0.1", 25)),
+    ("[::1]:2525", False, None, Address("::1", 2525)),
+    ("mx.example:0", False, None, Address("mx.example", 0)),
+    ("localhost:65535", False, None, Address("localhost", 65535)),
+    ("unix:/run/policyd.sock", True, None, Address(path="/run/policyd.sock")),
+    ("192.0.2.1", False, 53, Address("192.0.2.1", 53)),
+    ("2001:db8::1", False, 53, Address("2001:db8::1", 53)),
+    ("[2001:db8::1]", False, 53, Address("2001:db8::1", 53)),
+    ("[2001:db8::1]:5353", False, 53, Address("2001:db8::1", 5353)),
+]
+
+REFUSED = [
+    ("127.0.0.1", False, None, "expected HOST:PORT, [IPV6]:PORT, got '127.0.0.1'"),
+    ("::1:25", False, None, "IPv6 addresses need brackets before a port: [::1]:25"),
+    ("[::1]", False, None, "expected HOST:PORT, [IPV6]:PORT, got '[::1]'"),
+    ("[mx.example]:25", False, None, "expected an IPv6 address in brackets"),
+    (":25", False, None, "(no host)"),
+    ("mx.example:", False, None, "expected a port from 0 to 65535 in 'mx.example:'"),
+    ("mx.example:65536", False, None, "expected a port from 0 to 65535"),
+    ("mx.example:2x", False, None, "expected a port from 0 to 65535"),
+    ("unix:/run/policyd.sock", False, None, "expected HOST:PORT, [IPV6]:PORT, got 'unix:"),
+    ("unix:", True, None, "expected HOST:PORT, [IPV6]:PORT or unix:PATH, got 'unix:'"),
+]
+
+
+@pytest.mark.parametrize(("text", "unix", "port", "expected"), PARSED)
+def test_addresses_parse(text: str, unix: bool, port: int | None, expected: Address) -> None:
+    assert addresses.parse(text, unix=unix, default_port=port) == expected
+
+
+@pytest.mark.parametrize(("text", "unix", "port", "message"), REFUSED)
+def test_addresses_refused_with_the_reason(
+    text: str, unix: bool, port: int | None, message: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        addresses.parse(text, unix=unix, default_port=port)
+    assert message in str(error.value)
+
+
+def test_addresses_print_as_they_parse_and_know_what_is_local() -> None:
+    rows = [
+        # text, is_local, is_name
+        ("127.0.0.1:25", True, False),
+        ("[::1]:25", True, False),
+        ("localhost:25", True, True),
+        ("unix:/tmp/p.sock", True, False),
+        ("192.0.2.1:25", False, False),
+        ("[2001:db8::1]:25", False, False),
+        ("policyd.internal:50051", False, True),
+    ]
+    for text, local, name in rows:
+        address = addresses.parse(text, unix=True)
+        assert (str(address), address.is_local, address.is_name) == (text, local, name)
+
+
+def test_parse_ip_takes_conn_meta_forms_and_unmaps_ipv4() -> None:
+    assert addresses.parse_ip("192.0.2.1") == ipaddress.ip_address("192.0.2.1")
+    assert addresses.parse_ip("192.0.2.1:40000") == ipaddress.ip_address("192.0.2.1")
+    assert addresses.parse_ip("[2001:db8::1]:25") == ipaddress.ip_address("2001:db8::1")
+    assert addresses.parse_ip("::ffff:192.0.2.1") == ipaddress.ip_address("192.0.2.1")
+    with pytest.raises(ValueError, match=r"not an IP address: 'mx\.example:25'"):
+        addresses.parse_ip("mx.example:25")
+
+
+def test_grpc_peers() -> None:
+    assert addresses.grpc_peer("ipv4:127.0.0.1:5000") == Address("127.0.0.1", 5000)
+    assert addresses.grpc_peer("ipv6:[::1]:5000") == Address("::1", 5000)
+    assert addresses.grpc_peer("unix:/run/p.sock") == Address(path="/run/p.sock")
+    assert addresses.grpc_peer("unix-abstract:x") is None
+
+
+def test_every_event_row_names_a_real_argument_field_and_a_stage() -> None:
+    oneof = {f.name for f in pb.EvaluateRequest.DESCRIPTOR.oneofs_by_name["args"].fields}
+    assert {event.field for event in events.EVENTS} == oneof
+    for event in events.EVENTS:
+        fields = events.ARGUMENT_TYPES[event.field].DESCRIPTOR.fields_by_name
+        assert all(field in fields for _, field in event.logged), event.name
+        assert all(field in fields for field in event.required), event.name
+        assert "password" not in {field for _, field in event.logged}
+        assert events.BY_NAME[event.name] is event and events.BY_SHORT[event.short] is event
+    assert [e.name for e in events.of_stage(events.Stage.DATA)] == [
+        "smtp_server_data",
+        "smtp_server_message_received",
+    ]
+
+
+def test_requests_built_from_a_row_carry_its_arguments() -> None:
+    request = events.RCPT_TO.request(events.RCPT_TO.arguments(recipient="b@example.com"))
+    assert request.event == "smtp_server_rcpt_to"
+    assert request.WhichOneof("args") == "rcpt_to" and request.rcpt_to.recipient == "b@example.com"
+
+
+def test_every_event_in_the_table_has_its_lua_side(tmp_path: Path) -> None:
+    """kumo.lua gives each event of the table its handler arguments: a policy
+    with a handler for every event registers them all."""
+    policy = tmp_path / "policy.lua"
+    policy.write_text(
+        "".join(f"kumo.on('{event.name}', function() end)\n" for event in events.EVENTS)
+    )
+    loaded = LuaPolicy(PolicySource.at(policy))
+    assert set(loaded.handled_events) == set(events.BY_NAME)
+
+
+def test_an_event_without_a_lua_side_stops_the_runtime(tmp_path: Path, monkeypatch) -> None:
+    new = events.Event("smtp_server_new", "connect", events.Stage.CONNECT, "new")
+    monkeypatch.setattr(runtime, "EVENTS", (*events.EVENTS, new))
+    policy = tmp_path / "policy.lua"
+    policy.write_text("")
+    # A fault of this service, not of the policy: no PolicyError that names a policy line.
+    with pytest.raises(lua54.LuaError, match="no Lua side for the event smtp_server_new"):
+        LuaPolicy(PolicySource.at(policy))
+
+
+def test_options_take_their_environment_variable_from_the_flag() -> None:
+    options = Options("EDGE")
+
+    @click.command()
+    @options.option("--policy-server", "servers", multiple=True, type=ADDRESS_OR_UNIX)
+    @options.option("--dry-run/--no-dry-run", default=False)
+    @options.option("--dns-server", type=AddressType(default_port=53))
+    def command(servers: tuple[Address, ...], dry_run: bool, dns_server: Address) -> None:
+        click.echo(f"{[str(s) for s in servers]} {dry_run} {dns_server}")
+
+    env = {
+        "EDGE_POLICY_SERVER": "unix:/p.sock 127.0.0.1:1",
+        "EDGE_DRY_RUN": "1",
+        "EDGE_DNS_SERVER": "192.0.2.53",
+    }
+    result = CliRunner().invoke(command, [], env=env)
+    assert result.output == "['unix:/p.sock', '127.0.0.1:1'] True 192.0.2.53:53\n"
+    help_text = CliRunner().invoke(command, ["--help"]).output
+    assert "env var: EDGE_POLICY_SERVER" in help_text and "env var: EDGE_DRY_RUN" in help_text
+    bad = CliRunner().invoke(command, ["--policy-server", "::1:5"])
+    assert bad.exit_code == 2
+    assert "IPv6 addresses need brackets before a port: [::1]:5" in bad.output
