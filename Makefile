@@ -36,6 +36,8 @@ bench: $(VENV)/.installed system-deps
 proto: $(VENV)/.installed
 	$(BIN)/python proto/generate.py
 
+# Style and types: ruff, and mypy (its settings are in pyproject.toml).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
