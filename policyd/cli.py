@@ -174,23 +174,11 @@ def main() -> None:
     "this or a token, only local callers (loopback, Unix socket) may use them.",
 )
 @Options("POLICYD").process("Processes serving the same port (each with its own runtimes).")
-def serve(
-    workers: int,
-    loop: str,
-    log_level: str,
-    eval_timeout: float,
-    eval_instructions: int,
-    eval_slice: int,
-    max_memory: int,
-    **options: Any,
-) -> None:
+def serve(workers: int, loop: str, log_level: str, **options: Any) -> None:
     """Serve the policy over gRPC; reload it on change, SIGHUP or the Reload RPC."""
     logs.configure(log_level)
-    limits = Limits(
-        seconds=eval_timeout, instructions=eval_instructions, slice=eval_slice, memory=max_memory
-    )
     try:
-        config = ServeConfig(limits=limits, **options)
+        config = make_config(**options)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
@@ -204,6 +192,17 @@ def serve(
     except OSError as e:
         click.echo(f"policyd: {e}", err=True)
         sys.exit(1)
+
+
+def make_config(
+    eval_timeout: float, eval_instructions: int, eval_slice: int, max_memory: int, **options: Any
+) -> ServeConfig:
+    """The ServeConfig for serve's options (those of the process aside); ValueError
+    when they do not work together."""
+    limits = Limits(
+        seconds=eval_timeout, instructions=eval_instructions, slice=eval_slice, memory=max_memory
+    )
+    return ServeConfig(limits=limits, **options)
 
 
 def _serve(config: ServeConfig, loop: str, log_level: str, on_ready: Any) -> None:
