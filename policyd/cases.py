@@ -175,6 +175,9 @@ def parse_cases(file: str, text: str) -> list[Case]:
                     )
                 steps.append(Step(events[0], raw_step[events[0]], Expectation.parse(raw_step)))
             options = {k: raw[k] for k in ("peer", "local", "hostname", "edge_id") if k in raw}
+            for key in ("peer", "local"):
+                if key in options:
+                    parse(options[key])  # checked here, so a bad address names the file
             dns = {**shared_dns, **raw.get("dns", {})}
             StaticSource(dns)  # checks the answers
             cases.append(

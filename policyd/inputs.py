@@ -68,10 +68,13 @@ _SHAPES: Mapping[str, tuple[tuple[str, type | None], ...]] = {
 
 def event_args(request: pb.EvaluateRequest, event: Event) -> dict[str, Any]:
     """The event's arguments by field name, as plain values (kumo.lua makes the
-    handler's arguments from them)."""
+    handler's arguments from them); empty lists and maps are left out."""
     message = getattr(request, event.field)
     out = {}
     for name, kind in _SHAPES[event.field]:
         value = getattr(message, name)
-        out[name] = value if kind is None else kind(value)
+        if kind is None:
+            out[name] = value
+        elif value:
+            out[name] = kind(value)
     return out

@@ -12,7 +12,7 @@ local utf8_safe = sandbox.utf8_safe
 -- string table that string methods resolve to.
 local format, sub, find, match, gsub, lower, byte =
   string.format, string.sub, string.find, string.match, string.gsub, string.lower, string.byte
-local concat, insert, sort, unpack = table.concat, table.insert, table.sort, table.unpack
+local concat, insert, sort = table.concat, table.insert, table.sort
 local utf8_len, math_type, tointeger, huge = utf8.len, math.type, math.tointeger, math.huge
 local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
 local getinfo, traceback = debug.getinfo, debug.traceback
@@ -333,6 +333,7 @@ local function same_name(a, b)
 end
 
 local function new_message(args, conn)
+  args.recipients = args.recipients or {}
   return setmetatable({ args = args, meta = new_meta('msg', nil, args.msg_meta, conn),
                         changes = {} }, Message)
 end
@@ -456,24 +457,25 @@ local function extension_list(value)
 end
 
 -- The Lua side of each event in the host's event table (policy/events.py):
--- the handler's arguments, made from the event's arguments and conn_meta, and
--- the message object when the event has one.
+-- the handler's arguments, made from the event's arguments and conn_meta,
+-- after the message object of data-phase events (nil for the others). The
+-- host leaves out empty lists, so a list the handler gets defaults to {}.
 local function message_arguments(args, conn)
   local msg = new_message(args, conn)
-  return { msg, conn, n = 2 }, msg
+  return msg, msg, conn
 end
 
 local ARGUMENTS = {
-  smtp_server_connection_accepted = function(_, conn) return { conn, n = 1 } end,
+  smtp_server_connection_accepted = function(_, conn) return nil, conn end,
   smtp_server_ehlo = function(args, conn)
-    if args.helo then return { args.domain, conn, n = 2 } end
-    return { args.domain, conn, args.extensions, n = 3 }
+    if args.helo then return nil, args.domain, conn end
+    return nil, args.domain, conn, args.extensions or {}
   end,
   smtp_server_auth_plain = function(args, conn)
-    return { args.authz, args.authc, args.password, conn, n = 4 }
+    return nil, args.authz, args.authc, args.password, conn
   end,
-  smtp_server_mail_from = function(args, conn) return { address(args.sender), conn, n = 2 } end,
-  smtp_server_rcpt_to = function(args, conn) return { address(args.recipient), conn, n = 2 } end,
+  smtp_server_mail_from = function(args, conn) return nil, address(args.sender), conn end,
+  smtp_server_rcpt_to = function(args, conn) return nil, address(args.recipient), conn end,
   smtp_server_data = message_arguments,
   smtp_server_message_received = message_arguments,
 }
@@ -488,10 +490,14 @@ end
 -- action ('continue', 'reject', 'disconnect' or 'error'), code, text, mode,
 -- error, meta (conn_meta changes), headers (header changes), extensions (a
 -- replaced EHLO list), auth (the AUTH answer), msg_meta (message meta changes).
+local function call(handler, msg, ...)
+  local ok, result = xpcall(handler, on_error, ...)
+  return ok, result, msg
+end
+
 local function run(event, fixed, raw, args)
   local conn = new_meta('conn_meta', fixed, raw)
-  local arguments, msg = ARGUMENTS[event](args, conn)
-  local ok, result = xpcall(handlers[event], on_error, unpack(arguments, 1, arguments.n))
+  local ok, result, msg = call(handlers[event], ARGUMENTS[event](args, conn))
   local headers = msg and #msg.changes > 0 and msg.changes or nil
   local msg_meta = msg and msg.meta.changed or nil
   if ok then
