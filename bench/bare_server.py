@@ -14,8 +14,8 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from policy.ids import new_id
 from smtpedge.maildir import Maildir
-from smtpedge.session import new_id
 
 
 class Store:
@@ -26,7 +26,7 @@ class Store:
         message_id = new_id()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
-            None, self.maildir.deliver, envelope.original_content, message_id
+            None, self.maildir.deliver, envelope.original_content or b"", message_id
         )
         return f"250 OK id={message_id}"
 

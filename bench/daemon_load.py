@@ -22,6 +22,7 @@ import time
 
 import grpc
 
+from policy import addresses
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
 from smtpedge.policy_client import PolicyClient
@@ -108,8 +109,8 @@ class PerRequest:
             self.call = lambda n: stub.Evaluate(request(n), timeout=10)
             self.client = None
         else:
-            self.client = PolicyClient([target], 2)
-            self.call = lambda n: self.client.evaluate(request(n), 10)
+            client = self.client = PolicyClient([addresses.parse(target, unix=True)], 2)
+            self.call = lambda n: client.evaluate(request(n), 10)
 
     async def one(self, n: int) -> None:
         sent = time.perf_counter()

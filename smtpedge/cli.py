@@ -1,44 +1,39 @@
-"""Command line: `smtpedge serve`. Every flag can also be set from the environment."""
+"""Command line: `smtpedge serve`. Every flag is also an environment variable
+(SMTPEDGE_<FLAG>); the command line only builds an EdgeConfig and runs an
+EdgeServer (or, with --workers, supervises workers that each do)."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
-from smtpedge import logs
-from smtpedge.config import EdgeConfig, split_host_port
-from smtpedge.relay import RelayTarget
-from smtpedge.server import EdgeServer, run
-from smtpedge.stages import Stage
-from smtpedge.workers import serve_workers
+from policy import logs, workers
+from policy.events import Stage
+from policy.loop import run
+from policy.options import ADDRESS, ADDRESS_OR_UNIX, Options
+from smtpedge.config import EdgeConfig, RelayTarget
 
 _DEFAULTS = EdgeConfig()
 _STAGES = [s.value for s in Stage]
+opt = Options("SMTPEDGE").option
+FILE = click.Path(dir_okay=False, path_type=Path)
 
 
-def _host_port(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None):
-    for item in (value,) if isinstance(value, str) else value or ():
-        if param.name == "policy_servers" and item.startswith("unix:"):
-            continue
-        try:
-            split_host_port(item)
-        except ValueError as e:
-            raise click.BadParameter(str(e)) from None
-    return value
+def _relay(ctx: click.Context, param: click.Parameter, value: str | None) -> RelayTarget | None:
+    if not value:
+        return None
+    try:
+        return RelayTarget.parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
-def _relay(value: str | None) -> str | None:
-    if value:
-        try:
-            RelayTarget.parse(value)
-        except ValueError as e:
-            raise click.BadParameter(str(e)) from None
-    return value
-
-
-def _labels(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
+def _labels(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in value:
         key, sep, val = item.partition("=")
@@ -48,7 +43,9 @@ def _labels(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
     return out
 
 
-def _stage_timeouts(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
+def _stage_timeouts(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> dict[Stage, float]:
     out = {}
     for item in value:
         name, _, seconds = item.partition("=")
@@ -61,298 +58,218 @@ def _stage_timeouts(ctx: click.Context, param: click.Parameter, value: tuple[str
     return out
 
 
+def _stages(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> frozenset[Stage]:
+    return frozenset(Stage(name) for name in value)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main() -> None:
     """smtpedge: an SMTP server that asks a policy daemon at every stage."""
 
 
 @main.command()
-@click.option(
+@opt(
     "--listen",
-    default=_DEFAULTS.listen,
-    envvar="SMTPEDGE_LISTEN",
-    show_envvar=True,
-    callback=_host_port,
+    type=ADDRESS,
+    default=str(_DEFAULTS.listen),
     help="SMTP listen address HOST:PORT (port 0 picks a free port).",
 )
-@click.option(
+@opt(
     "--policy-server",
     "policy_servers",
+    type=ADDRESS_OR_UNIX,
     multiple=True,
-    default=_DEFAULTS.policy_servers,
-    envvar="SMTPEDGE_POLICY_SERVER",
-    show_envvar=True,
-    callback=_host_port,
-    help="A policy daemon HOST:PORT; repeat for several (calls are balanced and fail "
-    "over). A name resolving to several addresses reaches them all.",
+    default=[str(a) for a in _DEFAULTS.policy_servers],
+    help="A policy daemon HOST:PORT or unix:PATH; repeat for several (calls are balanced "
+    "and fail over). A name resolving to several addresses reaches them all.",
 )
-@click.option(
-    "--hostname",
-    default=_DEFAULTS.hostname,
-    envvar="SMTPEDGE_HOSTNAME",
-    show_envvar=True,
-    help="Host name used in the banner and in replies.",
-)
-@click.option(
+@opt("--hostname", default=_DEFAULTS.hostname, help="Host name used in the banner and in replies.")
+@opt(
     "--edge-id",
     default=None,
-    envvar="SMTPEDGE_EDGE_ID",
-    show_envvar=True,
     help="This edge's id, conn_meta 'edge_id' in the policy  [default: the host name]",
 )
-@click.option(
+@opt(
     "--meta",
     "labels",
     multiple=True,
     callback=_labels,
-    envvar="SMTPEDGE_META",
-    show_envvar=True,
     metavar="KEY=VALUE",
     help="Listener metadata, conn_meta KEY in the policy; repeatable.",
 )
-@click.option(
+@opt(
     "--maildir",
     type=click.Path(file_okay=False, path_type=Path),
     default=_DEFAULTS.maildir,
-    envvar="SMTPEDGE_MAILDIR",
-    show_envvar=True,
     help="Maildir that accepted messages are stored in.",
 )
-@click.option(
+@opt(
     "--relay",
     default=None,
-    envvar="SMTPEDGE_RELAY",
-    show_envvar=True,
-    callback=lambda ctx, param, value: _relay(value),
+    callback=_relay,
     help="Relay to an upstream MTA (smtp://HOST:PORT or lmtp://HOST:PORT, "
     "?starttls=require|opportunistic, &verify=no) instead of storing in the Maildir.",
 )
-@click.option(
+@opt(
     "--relay-timeout",
     type=float,
     default=_DEFAULTS.relay_timeout,
-    envvar="SMTPEDGE_RELAY_TIMEOUT",
-    show_envvar=True,
     help="Seconds to wait for the upstream at each step (then 451 4.4.1).",
 )
-@click.option(
+@opt(
     "--relay-pool",
     type=click.IntRange(min=0),
     default=_DEFAULTS.relay_pool,
-    envvar="SMTPEDGE_RELAY_POOL",
-    show_envvar=True,
     help="Idle upstream connections kept for reuse.",
 )
-@click.option(
+@opt(
     "--received-header/--no-received-header",
     default=_DEFAULTS.received_header,
-    envvar="SMTPEDGE_RECEIVED_HEADER",
-    show_envvar=True,
     help="Prepend a Received: trace header to accepted messages.",
 )
-@click.option(
+@opt(
     "--dry-run/--no-dry-run",
     default=False,
-    envvar="SMTPEDGE_DRY_RUN",
-    show_envvar=True,
     help="Ask the daemon for dry runs: decisions are made and logged (marked dry_run), "
     "and this edge is told to continue.",
 )
-@click.option(
+@opt(
     "--policy-streams",
     type=click.IntRange(min=0),
     default=_DEFAULTS.policy_streams,
-    envvar="SMTPEDGE_POLICY_STREAMS",
-    show_envvar=True,
     help="Streams (each on its own connection) per policy daemon; 0 makes one unary call "
     "per event instead.",
 )
-@click.option(
+@opt(
     "--policy-timeout",
     type=float,
     default=_DEFAULTS.policy_timeout,
-    envvar="SMTPEDGE_POLICY_TIMEOUT",
-    show_envvar=True,
     help="Seconds to wait for a verdict before the fail-mode reply.",
 )
-@click.option(
+@opt(
     "--stage-timeout",
     "stage_timeouts",
     multiple=True,
     callback=_stage_timeouts,
-    envvar="SMTPEDGE_STAGE_TIMEOUT",
-    show_envvar=True,
     metavar="STAGE=SECONDS",
     help=f"Deadline for one stage ({', '.join(_STAGES)}); repeatable.",
 )
-@click.option(
+@opt(
     "--fail-open",
     multiple=True,
     type=click.Choice(_STAGES),
-    envvar="SMTPEDGE_FAIL_OPEN",
-    show_envvar=True,
+    callback=_stages,
     help="Accept the command when no verdict arrives at this stage (logged and "
     "counted); repeatable. By default every stage fails with a temporary error.",
 )
-@click.option(
+@opt(
     "--max-message-size",
-    type=int,
+    type=click.IntRange(min=0),
     default=_DEFAULTS.max_message_size,
-    envvar="SMTPEDGE_MAX_MESSAGE_SIZE",
-    show_envvar=True,
-    help="Largest message accepted, in bytes (552 5.3.4 beyond).",
+    help="Largest message accepted, in bytes (552 5.3.4 beyond); 0 for no limit.",
 )
-@click.option(
+@opt(
     "--max-recipients",
-    type=int,
+    type=click.IntRange(min=1),
     default=_DEFAULTS.max_recipients,
-    envvar="SMTPEDGE_MAX_RECIPIENTS",
-    show_envvar=True,
     help="Recipients per transaction (452 4.5.3 beyond).",
 )
-@click.option(
+@opt(
     "--max-connections",
-    type=int,
+    type=click.IntRange(min=1),
     default=_DEFAULTS.max_connections,
-    envvar="SMTPEDGE_MAX_CONNECTIONS",
-    show_envvar=True,
-    help="Concurrent connections (421 4.3.2 beyond).",
+    help="Concurrent connections, over all listeners (421 4.3.2 beyond).",
 )
-@click.option(
+@opt(
     "--idle-timeout",
     type=float,
     default=_DEFAULTS.idle_timeout,
-    envvar="SMTPEDGE_IDLE_TIMEOUT",
-    show_envvar=True,
-    help="Seconds a silent client is kept before 421 4.4.2.",
+    help="Seconds a client may go without a recognised command before 421 4.4.2.",
 )
-@click.option(
+@opt(
     "--shutdown-grace",
     type=float,
     default=_DEFAULTS.shutdown_grace,
-    envvar="SMTPEDGE_SHUTDOWN_GRACE",
-    show_envvar=True,
     help="Seconds sessions get to finish on SIGTERM.",
 )
-@click.option(
-    "--tls-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SMTPEDGE_TLS_CERT",
-    show_envvar=True,
-    help="Certificate (PEM) for STARTTLS and --tls-listen.",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SMTPEDGE_TLS_KEY",
-    show_envvar=True,
-    help="Its private key (PEM).",
-)
-@click.option(
+@opt("--tls-cert", type=FILE, help="Certificate (PEM) for STARTTLS and --tls-listen.")
+@opt("--tls-key", type=FILE, help="Its private key (PEM).")
+@opt(
     "--tls-client-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SMTPEDGE_TLS_CLIENT_CA",
-    show_envvar=True,
+    type=FILE,
     help="Ask SMTP clients for certificates signed by this CA; "
     "the subject of one that verifies reaches the policy as tls_peer_subject_name.",
 )
-@click.option(
+@opt(
     "--require-tls/--no-require-tls",
     default=False,
-    envvar="SMTPEDGE_REQUIRE_TLS",
-    show_envvar=True,
     help="Refuse MAIL, RCPT and DATA before STARTTLS (530 5.7.0).",
 )
-@click.option(
+@opt(
     "--tls-listen",
+    type=ADDRESS,
     default=None,
-    envvar="SMTPEDGE_TLS_LISTEN",
-    show_envvar=True,
-    callback=_host_port,
     help="Also listen on HOST:PORT with TLS from the first byte (port 465 style).",
 )
-@click.option(
+@opt(
     "--policy-tls-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SMTPEDGE_POLICY_TLS_CA",
-    show_envvar=True,
+    type=FILE,
     help="TLS to the policy daemons: the CA that signed their certificates.",
 )
-@click.option(
-    "--policy-tls-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SMTPEDGE_POLICY_TLS_CERT",
-    show_envvar=True,
-    help="This edge's client certificate for the policy daemons.",
-)
-@click.option(
-    "--policy-tls-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SMTPEDGE_POLICY_TLS_KEY",
-    show_envvar=True,
-    help="Its private key.",
-)
-@click.option(
+@opt("--policy-tls-cert", type=FILE, help="This edge's client certificate for the policy daemons.")
+@opt("--policy-tls-key", type=FILE, help="Its private key.")
+@opt(
     "--policy-tls-server-name",
     default=None,
-    envvar="SMTPEDGE_POLICY_TLS_SERVER_NAME",
-    show_envvar=True,
     help="The name to expect in the daemons' certificates, if not the host in --policy-server.",
 )
-@click.option(
+@opt(
     "--allow-plaintext/--no-allow-plaintext",
     default=False,
-    envvar="SMTPEDGE_ALLOW_PLAINTEXT",
-    show_envvar=True,
     help="Allow plaintext gRPC to policy daemons that are not on loopback or a Unix "
     "socket (a trusted private network only).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    envvar="SMTPEDGE_WORKERS",
-    show_envvar=True,
-    help="Processes accepting on the same port.",
-)
-@click.option(
-    "--metrics",
-    default=None,
-    envvar="SMTPEDGE_METRICS",
-    show_envvar=True,
-    callback=_host_port,
-    help="Serve Prometheus metrics on HOST:PORT.",
-)
-@click.option(
-    "--loop",
-    type=click.Choice(["uvloop", "asyncio"]),
-    default="uvloop",
-    envvar="SMTPEDGE_LOOP",
-    show_envvar=True,
-    help="Event loop implementation.",
-)
-@click.option(
-    "--log-level",
-    default="info",
-    envvar="SMTPEDGE_LOG_LEVEL",
-    show_envvar=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
-def serve(
-    workers: int, loop: str, log_level: str, fail_open: tuple[str, ...], **options: object
-) -> None:
+@Options("SMTPEDGE").process("Processes accepting on the same port.")
+def serve(workers: int, loop: str, log_level: str, **options: Any) -> None:
     """Serve SMTP, asking the policy daemon at every stage."""
     logs.configure(log_level)
-    config = EdgeConfig(fail_open=frozenset(Stage(s) for s in fail_open), **options)  # type: ignore[arg-type]
     try:
-        config.validate()
+        config = make_config(**options)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
         if workers == 1:
-            run(EdgeServer(config).serve(), loop)
+            _serve(config, loop, log_level, None)
         else:
-            sys.exit(serve_workers(config, workers, loop, log_level))
+            sys.exit(_supervise(config, workers, loop, log_level))
     except OSError as e:
         click.echo(f"smtpedge: {e}", err=True)
         sys.exit(1)
+
+
+def make_config(**options: Any) -> EdgeConfig:
+    """The EdgeConfig for serve's options (those of the process aside, but
+    --metrics); ValueError when they do not work together."""
+    return EdgeConfig(**options)
+
+
+def _serve(config: EdgeConfig, loop: str, log_level: str, on_ready: Any) -> None:
+    from smtpedge.server import EdgeServer  # after logging is set up: it loads gRPC
+
+    if config.worker:
+        logs.configure(log_level)  # a fresh process
+    run(EdgeServer(config, on_ready=on_ready).serve(), loop)
+
+
+def _supervise(config: EdgeConfig, count: int, loop: str, log_level: str) -> int:
+    """--workers: `count` edges on the same port(s), supervised."""
+    listen = workers.fixed_port(config.listen)
+    tls_listen = workers.fixed_port(config.tls_listen) if config.tls_listen else None
+    worker_config = replace(config, listen=listen, tls_listen=tls_listen, metrics=None, worker=True)
+    return workers.supervise(
+        partial(_serve, worker_config, loop, log_level),
+        count,
+        address=listen,
+        metrics=config.metrics,
+        grace=config.shutdown_grace,
+    )

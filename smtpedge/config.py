@@ -1,28 +1,69 @@
-"""The edge's configuration, built by the command line (or by tests)."""
+"""The edge's configuration, built by the command line (or by tests).
+
+A leaf: it imports nothing of the edge's I/O. An EdgeConfig is checked when it
+is made (ValueError says what cannot work together or is unsafe), so an
+invalid one never exists; the command line turns the error into a usage error.
+"""
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
-from smtpedge.policy_client import is_local
-from smtpedge.stages import Stage
+from policy.addresses import Address
+from policy.events import Stage
+
+STARTTLS_MODES = ("no", "opportunistic", "require")
+DEFAULT_LISTEN = Address("127.0.0.1", 2525)
+DEFAULT_POLICY_SERVER = Address("127.0.0.1", 50051)
+
+
+@dataclass(frozen=True)
+class RelayTarget:
+    """`smtp://HOST:PORT` or `lmtp://HOST:PORT`, with `?starttls=require|opportunistic`
+    and `&verify=no` (accept the upstream's certificate unchecked)."""
+
+    lmtp: bool
+    host: str
+    port: int
+    starttls: str = "no"
+    verify: bool = True
+
+    @classmethod
+    def parse(cls, url: str) -> RelayTarget:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("smtp", "lmtp") or not parts.hostname or not port:
+            raise ValueError(f"expected smtp://HOST:PORT or lmtp://HOST:PORT, got {url!r}")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        starttls = query.get("starttls", "no")
+        if starttls not in STARTTLS_MODES:
+            raise ValueError(f"starttls must be no, opportunistic or require, got {starttls!r}")
+        verify = query.get("verify", "yes") != "no"
+        return cls(parts.scheme == "lmtp", parts.hostname, port, starttls, verify)
+
+    def __str__(self) -> str:
+        return f"{'lmtp' if self.lmtp else 'smtp'}://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    listen: str = "127.0.0.1:2525"
-    # Policy daemon endpoints (HOST:PORT); calls are balanced and fail over between them.
-    policy_servers: tuple[str, ...] = ("127.0.0.1:50051",)
+    listen: Address = DEFAULT_LISTEN
+    # Policy daemon endpoints; calls are balanced and fail over between them.
+    policy_servers: tuple[Address, ...] = (DEFAULT_POLICY_SERVER,)
     hostname: str = field(default_factory=socket.gethostname)
     # This edge's identity and listener metadata, visible to the policy in conn_meta
     # ("edge_id", and each label under its own name). edge_id defaults to the hostname.
     edge_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     maildir: Path = Path("mail")
-    # smtp://HOST:PORT or lmtp://HOST:PORT to relay to instead of storing in the Maildir.
-    relay: str | None = None
+    # Relay to an upstream MTA instead of storing in the Maildir.
+    relay: RelayTarget | None = None
     # Seconds to wait for the upstream at each step, and idle connections kept for reuse.
     relay_timeout: float = 30.0
     relay_pool: int = 8
@@ -37,18 +78,18 @@ class EdgeConfig:
     stage_timeouts: dict[Stage, float] = field(default_factory=dict)
     # Stages that accept the command when no verdict arrives (logged and counted).
     fail_open: frozenset[Stage] = frozenset()
-    # Largest message accepted, in bytes (advertised as SIZE).
+    # Largest message accepted, in bytes (advertised as SIZE); 0: no limit.
     max_message_size: int = 10 * 1024 * 1024
     # Recipients per transaction.
     max_recipients: int = 100
-    # Concurrent SMTP connections.
+    # Concurrent SMTP connections, over all listeners.
     max_connections: int = 5000
-    # Seconds a client may stay silent before it is disconnected.
+    # Seconds a client may go without a recognised command before it is disconnected.
     idle_timeout: float = 300.0
     # Seconds sessions get to finish on SIGTERM/SIGINT.
     shutdown_grace: float = 30.0
-    # HOST:PORT for the Prometheus metrics endpoint, if any.
-    metrics: str | None = None
+    # Where the Prometheus metrics endpoint listens, if anywhere.
+    metrics: Address | None = None
     # TLS for SMTP clients: STARTTLS with this certificate; client certificates are
     # requested (and verified) when a CA is given; MAIL needs TLS with require_tls;
     # tls_listen adds a listener that speaks TLS from the start (port 465 style).
@@ -56,7 +97,7 @@ class EdgeConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     require_tls: bool = False
-    tls_listen: str | None = None
+    tls_listen: Address | None = None
     # TLS to the policy daemons: the CA that signed their certificate, this edge's
     # client certificate and key, and the name to expect in theirs.
     policy_tls_ca: Path | None = None
@@ -69,18 +110,30 @@ class EdgeConfig:
     # the supervisor reports "listening".
     worker: bool = False
 
-    def validate(self) -> None:
-        """Raises ValueError for settings that cannot work together or are unsafe."""
+    def __post_init__(self) -> None:
+        """Refuses settings that cannot work together or are unsafe (ValueError)."""
         if self.tls_cert is None and (self.require_tls or self.tls_listen):
             raise ValueError("--require-tls and --tls-listen need --tls-cert and --tls-key")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
         if (self.policy_tls_cert is None) != (self.policy_tls_key is None):
             raise ValueError("--policy-tls-cert and --policy-tls-key go together")
+        if not self.policy_servers:
+            raise ValueError("at least one --policy-server is needed")
+        for name in ("max_message_size", "max_recipients", "policy_streams", "relay_pool"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} cannot be negative")
+        for name in ("max_connections", "max_recipients"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        timeouts = (self.policy_timeout, self.relay_timeout, self.idle_timeout,
+                    *self.stage_timeouts.values())  # fmt: skip
+        if any(seconds <= 0 for seconds in timeouts) or self.shutdown_grace < 0:
+            raise ValueError("timeouts must be more than 0 seconds")
         plaintext = self.policy_tls_ca is None and self.policy_tls_cert is None
         if plaintext and not self.allow_plaintext:
             for endpoint in self.policy_servers:
-                if not is_local(endpoint):
+                if not endpoint.is_local:
                     raise ValueError(
                         f"refusing plaintext to the policy daemon at {endpoint}: it is not on "
                         "loopback or a Unix socket (use --policy-tls-ca, or --allow-plaintext "
@@ -89,10 +142,3 @@ class EdgeConfig:
 
     def timeout(self, stage: Stage) -> float:
         return self.stage_timeouts.get(stage, self.policy_timeout)
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {address!r}")
-    return host.strip("[]"), int(port)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from smtpedge import metrics
 from smtpedge.maildir import Maildir
-from smtpedge.relay import Relay, UpstreamError, UpstreamReply
+from smtpedge.relay import Relay, Upstream, UpstreamError, UpstreamReply
 from smtpedge.replies import Reply
 from smtpedge.session import EdgeSession
 from smtpedge.trace import envelope_headers
@@ -25,19 +26,19 @@ log = logging.getLogger("smtpedge.delivery")
 
 
 class Delivery(Protocol):
-    async def mail(self, session: EdgeSession, sender: str, options: list[str]) -> Reply | None: ...
+    async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None: ...
     async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None: ...
     async def deliver(
         self, session: EdgeSession, sender: str, recipients: list[str], data: bytes, message_id: str
-    ) -> Reply | str: ...
+    ) -> Reply: ...
     async def reset(self, session: EdgeSession) -> None: ...
     async def close(self) -> None: ...
 
 
-def accepted(message_id: str, size: int) -> str:
+def accepted(message_id: str, size: int) -> Reply:
     metrics.MESSAGES_ACCEPTED.inc()
     metrics.MESSAGE_BYTES.inc(size)
-    return f"250 OK id={message_id}"
+    return Reply((f"250 OK id={message_id}",))
 
 
 class MaildirDelivery:
@@ -46,7 +47,7 @@ class MaildirDelivery:
     def __init__(self, maildir: Maildir, hostname: str) -> None:
         self.maildir, self.hostname = maildir, hostname
 
-    async def mail(self, session: EdgeSession, sender: str, options: list[str]) -> Reply | None:
+    async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None:
         return None
 
     async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None:
@@ -54,14 +55,15 @@ class MaildirDelivery:
 
     async def deliver(
         self, session: EdgeSession, sender: str, recipients: list[str], data: bytes, message_id: str
-    ) -> Reply | str:
+    ) -> Reply:
         stored = envelope_headers(sender, recipients) + data
         loop = asyncio.get_running_loop()
         try:
             name = await loop.run_in_executor(None, self.maildir.deliver, stored, message_id)
         except OSError:
             log.exception("cannot store message", extra={"session_id": session.id})
-            return f"451 4.3.0 {self.hostname} cannot store the message now, try again later"
+            text = f"451 4.3.0 {self.hostname} cannot store the message now, try again later"
+            return Reply((text,))
         log.info(
             "accepted",
             extra={
@@ -89,11 +91,26 @@ def _passed_back(reply: UpstreamReply) -> Reply:
 PARAMETERS = {"SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}
 
 
+@dataclass
+class _Upstreamed:
+    """A client transaction's counterpart upstream: its connection, and how many
+    recipients the upstream accepted (LMTP answers DATA once for each)."""
+
+    upstream: Upstream
+    recipients: int = 0
+
+
 class RelayDelivery:
-    """Relays each transaction to the upstream while the client's transaction runs."""
+    """Relays each transaction to the upstream while the client's transaction runs.
+
+    The upstream side of each session's transaction in progress is kept here,
+    by session id; whenever it goes wrong the connection is closed (and the
+    client hears 451), so none is ever dropped open.
+    """
 
     def __init__(self, relay: Relay, hostname: str) -> None:
         self.relay, self.hostname = relay, hostname
+        self._open: dict[str, _Upstreamed] = {}
 
     def _unavailable(self, session: EdgeSession, error: Exception) -> Reply:
         log.warning(
@@ -106,53 +123,54 @@ class RelayDelivery:
         )
         return Reply((f"451 4.4.1 {self.hostname} upstream not available, try again later",))
 
-    async def mail(self, session: EdgeSession, sender: str, options: list[str]) -> Reply | None:
+    async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None:
         await self.reset(session)
         for _attempt in range(2):  # a pooled connection may have gone stale: one fresh retry
             try:
                 upstream, reused = await self.relay.acquire()
             except UpstreamError as e:
                 return self._unavailable(session, e)
-            params = [o for o in options if PARAMETERS.get(o.split("=")[0]) in upstream.extensions]
+            wanted = [p for p in params if PARAMETERS.get(p.split("=")[0]) in upstream.extensions]
             try:
-                reply = await upstream.command(" ".join([f"MAIL FROM:<{sender}>", *params]))
+                reply = await upstream.command(" ".join([f"MAIL FROM:<{sender}>", *wanted]))
             except UpstreamError as e:
+                await upstream.close()
                 if reused:
                     continue
                 return self._unavailable(session, e)
             if not reply.ok:
                 await self.relay.release(upstream, clean=True)
                 return _passed_back(reply)
-            session.upstream = upstream
-            session.upstream_recipients = 0
+            self._open[session.id] = _Upstreamed(upstream)
             return None
         return self._unavailable(session, UpstreamError("no working connection"))
 
     async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None:
-        upstream = session.upstream
-        if upstream is None:
+        state = self._open.get(session.id)
+        if state is None:
             return self._unavailable(session, UpstreamError("the upstream transaction was lost"))
         try:
-            reply = await upstream.command(f"RCPT TO:<{recipient}>")
+            reply = await state.upstream.command(f"RCPT TO:<{recipient}>")
         except UpstreamError as e:
-            session.upstream = None
+            await self._drop(session)
             return self._unavailable(session, e)
         if not reply.ok:
             return _passed_back(reply)
-        session.upstream_recipients += 1
+        state.recipients += 1
         return None
 
     async def deliver(
         self, session: EdgeSession, sender: str, recipients: list[str], data: bytes, message_id: str
-    ) -> Reply | str:
-        upstream, session.upstream = session.upstream, None
-        if upstream is None:
+    ) -> Reply:
+        state = self._open.pop(session.id, None)
+        if state is None:
             return self._unavailable(session, UpstreamError("the upstream transaction was lost"))
         try:
-            replies = await upstream.data(data, session.upstream_recipients)
+            replies = await state.upstream.data(data, state.recipients)
         except UpstreamError as e:
+            await state.upstream.close()
             return self._unavailable(session, e)
-        await self.relay.release(upstream, clean=True)
+        await self.relay.release(state.upstream, clean=True)
         refused = [r for r in replies if not r.ok]
         log.info(
             "relayed" if not refused else "refused upstream",
@@ -170,14 +188,23 @@ class RelayDelivery:
         return accepted(message_id, len(data))
 
     async def reset(self, session: EdgeSession) -> None:
-        upstream, session.upstream = session.upstream, None
-        if upstream is None:
+        """The client's transaction is over: RSET upstream, and back to the pool."""
+        state = self._open.pop(session.id, None)
+        if state is None:
             return
         try:
-            reply = await upstream.command("RSET")
-            await self.relay.release(upstream, clean=reply.ok)
+            reply = await state.upstream.command("RSET")
+            await self.relay.release(state.upstream, clean=reply.ok)
         except UpstreamError:
-            await self.relay.release(upstream, clean=False)
+            await self.relay.release(state.upstream, clean=False)
+
+    async def _drop(self, session: EdgeSession) -> None:
+        state = self._open.pop(session.id, None)
+        if state is not None:
+            await state.upstream.close()
 
     async def close(self) -> None:
+        for state in self._open.values():
+            await state.upstream.close()
+        self._open.clear()
         await self.relay.close()

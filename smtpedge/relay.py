@@ -4,8 +4,10 @@
 its transaction (MAIL → RCPT... → DATA) and gives it back when the transaction
 ends, so connections are reused between transactions (never shared by two at
 once). Anything that goes wrong on the way (connecting, TLS, a timeout, a
-connection closed in the middle) raises UpstreamError; the caller answers
-`451 4.4.1` and nothing is acknowledged.
+connection closed in the middle, a reply that is not SMTP) raises
+UpstreamError, and the connection it happened on is closed first, so none is
+left open behind an error; the caller answers `451 4.4.1` and nothing is
+acknowledged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+
+from smtpedge.config import RelayTarget
 
 log = logging.getLogger("smtpedge.relay")
 
@@ -25,33 +28,6 @@ _REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*)$", re.S)
 
 class UpstreamError(Exception):
     """The upstream could not be reached or stopped answering properly."""
-
-
-@dataclass(frozen=True)
-class RelayTarget:
-    """`smtp://HOST:PORT` or `lmtp://HOST:PORT`, with `?starttls=require|opportunistic`
-    and `&verify=no` (accept the upstream's certificate unchecked)."""
-
-    lmtp: bool
-    host: str
-    port: int
-    starttls: str = "no"
-    verify: bool = True
-
-    @classmethod
-    def parse(cls, url: str) -> RelayTarget:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "lmtp") or not parts.hostname or not parts.port:
-            raise ValueError(f"expected smtp://HOST:PORT or lmtp://HOST:PORT, got {url!r}")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        starttls = query.get("starttls", "no")
-        if starttls not in ("no", "opportunistic", "require"):
-            raise ValueError(f"starttls must be no, opportunistic or require, got {starttls!r}")
-        return cls(parts.scheme == "lmtp", parts.hostname, parts.port, starttls,
-                   query.get("verify", "yes") != "no")  # fmt: skip
-
-    def __str__(self) -> str:
-        return f"{'lmtp' if self.lmtp else 'smtp'}://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +76,9 @@ class Upstream:
                         await self._greet()
                     elif target.starttls == "require":
                         raise UpstreamError(f"{target} does not offer STARTTLS")
+        except UpstreamError:
+            await self.close()
+            raise
         except (OSError, ssl.SSLError, TimeoutError) as e:
             await self.close()
             raise UpstreamError(f"{target}: {type(e).__name__}: {e}") from e
@@ -127,7 +106,10 @@ class Upstream:
         assert self._reader is not None
         code, lines = 0, []
         while True:
-            raw = await self._reader.readline()
+            try:
+                raw = await self._reader.readline()
+            except ValueError:  # longer than the reader's limit
+                raise UpstreamError(f"{self.target} sent an overlong reply line") from None
             if not raw.endswith(b"\n"):
                 raise UpstreamError(f"{self.target} closed the connection")
             match = _REPLY_LINE.match(raw.rstrip(b"\r\n"))
@@ -153,6 +135,9 @@ class Upstream:
                 self._writer.write(data)
                 await self._writer.drain()
                 return [await self._read_reply() for _ in range(replies)]
+        except UpstreamError:
+            await self.close()
+            raise
         except (OSError, TimeoutError) as e:
             await self.close()
             raise UpstreamError(f"{self.target}: {type(e).__name__}: {e}") from e
@@ -161,8 +146,18 @@ class Upstream:
         """DATA and the message: one reply (SMTP) or one per recipient (LMTP)."""
         start = await self.command("DATA")
         if start.code != 354:
+            await self._abandon()
             return [start]
         return await self._send_many(dot_stuff(message), recipients if self.target.lmtp else 1)
+
+    async def _abandon(self) -> None:
+        """Ends the transaction still open upstream (RSET), or the connection."""
+        try:
+            if (await self.command("RSET")).ok:
+                return
+        except UpstreamError:
+            return  # closed already
+        await self.close()
 
     @property
     def open(self) -> bool:

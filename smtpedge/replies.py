@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policy.events import Stage
 from policy.v1 import policy_pb2 as pb
-from smtpedge.stages import Stage
 
 GENERIC_TEXT = "rejected by policy"
 
@@ -23,6 +23,13 @@ class Reply:
 
     def encode(self) -> bytes:
         return "".join(line + "\r\n" for line in self.lines).encode("utf-8")
+
+
+def ehlo_reply(hostname: str, extensions: list[str] | tuple[str, ...]) -> bytes:
+    """The answer to EHLO: the host name, then the extensions, as one write."""
+    lines = [hostname, *extensions]
+    *init, last = lines
+    return "".join([*(f"250-{line}\r\n" for line in init), f"250 {last}\r\n"]).encode("utf-8")
 
 
 def reply_lines(code: int, text: str) -> tuple[str, ...]:

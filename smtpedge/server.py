@@ -1,9 +1,11 @@
 """The edge's lifecycle: listen, serve sessions, stop without cutting one in half.
 
-On SIGTERM/SIGINT the listener closes; idle sessions get a 421 at once, busy
-ones after the command in progress (a DATA transfer finishes and is answered);
-whatever remains after `shutdown_grace` seconds is closed. A second signal
-stops at once.
+`EdgeServer(config)` builds the parts (policy client, delivery, handler, the
+session registry) and owns `startup()` (bind, then log where it listens),
+`serve()` and `shutdown()`. On SIGTERM/SIGINT the listeners close; idle
+sessions get a 421 at once, busy ones after the command in progress (a DATA
+transfer finishes and is answered); whatever remains after `shutdown_grace`
+seconds is cut off. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -13,20 +15,21 @@ import logging
 import resource
 import signal
 import ssl
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 from prometheus_client import start_http_server
 
+from policy.addresses import Address, join
 from policy.v1 import policy_pb2 as pb
-from smtpedge.config import EdgeConfig, split_host_port
+from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery, MaildirDelivery, RelayDelivery
 from smtpedge.handler import PolicyHandler
 from smtpedge.maildir import Maildir
 from smtpedge.policy_client import PolicyClient
-from smtpedge.protocol import EdgeSMTP
-from smtpedge.relay import Relay, RelayTarget
+from smtpedge.relay import Relay
+from smtpedge.smtp import Sessions, Settings
 
 log = logging.getLogger("smtpedge.server")
 
@@ -47,7 +50,10 @@ def policy_credentials(config: EdgeConfig) -> tuple[grpc.ChannelCredentials | No
     """TLS (with this edge's client certificate, if any) for the policy link."""
     if config.policy_tls_ca is None and config.policy_tls_cert is None:
         return None, None
-    read = lambda path: path.read_bytes() if path is not None else None  # noqa: E731
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path is not None else None
+
     credentials = grpc.ssl_channel_credentials(
         root_certificates=read(config.policy_tls_ca),
         private_key=read(config.policy_tls_key),
@@ -69,99 +75,97 @@ class EdgeServer:
     def __init__(self, config: EdgeConfig, on_ready: Callable[[], None] | None = None) -> None:
         self.config = config
         self._on_ready = on_ready
-        self.sessions: set[EdgeSMTP] = set()
         self._stop = asyncio.Event()
         self._servers: list[asyncio.Server] = []
         self._policy: PolicyClient | None = None
+        self._delivery: Delivery | None = None
+        self.sessions: Sessions | None = None
 
     async def startup(self) -> None:
         config = self.config
         _raise_file_limit(config.max_connections)
-        config.validate()
         self._policy = PolicyClient(
             list(config.policy_servers), config.policy_streams, *policy_credentials(config)
         )
         client = pb.Client(
             edge_id=config.edge_id or config.hostname,
             hostname=config.hostname,
-            listener=config.listen,
+            listener=str(config.listen),
             labels=config.labels,
         )
         self._delivery = self._make_delivery()
         handler = PolicyHandler(self._policy, client, self._delivery, config)
-        loop = asyncio.get_running_loop()
+        self.sessions = Sessions(handler, config.max_connections, config.hostname)
         tls = smtp_tls_context(config)
-
-        def factory(implicit_tls: bool) -> Callable[[], EdgeSMTP]:
-            return lambda: EdgeSMTP(
-                handler,
-                sessions=self.sessions,
-                max_connections=config.max_connections,
-                hostname=config.hostname,
-                ident="ESMTP smtpedge",
-                data_size_limit=config.max_message_size,
-                timeout=config.idle_timeout,
-                loop=loop,
-                tls_context=tls,
-                implicit_tls=implicit_tls,
-                require_tls=config.require_tls,
-            )
-
-        addresses = {}
-        for name, listen, implicit in (("address", config.listen, False),
-                                       ("tls_address", config.tls_listen, True)):  # fmt: skip
-            if listen is None:
-                continue
-            host, port = split_host_port(listen)
-            server = await loop.create_server(
-                factory(implicit), host, port, backlog=1024, reuse_port=config.worker or None,
-                ssl=tls if implicit else None,
-            )  # fmt: skip
-            self._servers.append(server)
-            addresses[name] = f"{host}:{server.sockets[0].getsockname()[1]}"
-        if config.metrics:
-            metrics_host, metrics_port = split_host_port(config.metrics)
-            start_http_server(metrics_port, metrics_host)
+        addresses = {"address": await self._listen(config.listen, self._settings(tls), None)}
+        if config.tls_listen is not None:
+            implicit = self._settings(None)  # TLS from the first byte: no STARTTLS
+            addresses["tls_address"] = await self._listen(config.tls_listen, implicit, tls)
+        if config.metrics is not None:
+            start_http_server(config.metrics.port, config.metrics.host)
         log.info(
             "worker listening" if config.worker else "listening",
             extra={
                 **addresses,
                 "hostname": config.hostname,
-                "policy_servers": list(config.policy_servers),
-                "delivery": config.relay or str(config.maildir),
+                "policy_servers": [str(a) for a in config.policy_servers],
+                "delivery": str(config.relay or config.maildir),
                 "starttls": tls is not None,
             },
         )
         if self._on_ready is not None:
             self._on_ready()
 
+    def _settings(self, starttls: ssl.SSLContext | None) -> Settings:
+        config = self.config
+        return Settings(
+            config.hostname,
+            max_message_size=config.max_message_size,
+            max_recipients=config.max_recipients,
+            idle_timeout=config.idle_timeout,
+            starttls=starttls,
+            require_tls=config.require_tls,
+        )
+
+    async def _listen(
+        self, address: Address, settings: Settings, tls: ssl.SSLContext | None
+    ) -> str:
+        """Starts one listener; returns the address it bound (port 0: the one chosen)."""
+        assert self.sessions is not None
+        server = await asyncio.get_running_loop().create_server(
+            self.sessions.factory(settings),
+            address.host,
+            address.port,
+            backlog=1024,
+            reuse_port=self.config.worker or None,
+            ssl=tls,
+        )
+        self._servers.append(server)
+        return join(address.host, server.sockets[0].getsockname()[1])
+
     def _make_delivery(self) -> Delivery:
         config = self.config
-        if config.relay:
-            relay = Relay(
-                RelayTarget.parse(config.relay),
-                config.hostname,
-                config.relay_timeout,
-                config.relay_pool,
-            )
+        if config.relay is not None:
+            relay = Relay(config.relay, config.hostname, config.relay_timeout, config.relay_pool)
             return RelayDelivery(relay, config.hostname)
         return MaildirDelivery(Maildir(config.maildir), config.hostname)
 
     async def shutdown(self) -> None:
-        log.info("shutting down", extra={"sessions": len(self.sessions)})
+        sessions = self.sessions
+        log.info("shutting down", extra={"sessions": len(sessions.open) if sessions else 0})
         for server in self._servers:
             server.close()
-        for session in list(self.sessions):
-            session.shut_down()
-        deadline = asyncio.get_running_loop().time() + self.config.shutdown_grace
-        while self.sessions and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        for session in list(self.sessions):
-            if session.transport is not None:
-                session.transport.abort()
+        loop = asyncio.get_running_loop()
+        if sessions is not None:
+            sessions.shut_down()
+            deadline = loop.time() + self.config.shutdown_grace
+            while sessions.open and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            sessions.abort()
         if self._policy is not None:
             await self._policy.close()
-        await self._delivery.close()
+        if self._delivery is not None:
+            await self._delivery.close()
         log.info("stopped")
 
     async def serve(self) -> None:
@@ -178,13 +182,3 @@ class EdgeServer:
         if self._stop.is_set():
             raise SystemExit(1)
         self._stop.set()
-
-
-def run(main: Coroutine[Any, Any, None], loop: str) -> None:
-    """Runs the server on the chosen event loop implementation."""
-    if loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main)
-    else:
-        asyncio.run(main)

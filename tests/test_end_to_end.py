@@ -302,10 +302,12 @@ def test_help_and_module_entry_points() -> None:
         assert "--listen" in result.stdout
 
 
-@pytest.mark.policy("kumo.on('smtp_server_mail_from', function() end)")
-def test_sigterm_tells_idle_sessions_and_both_processes_exit_cleanly(stack) -> None:
+def test_sigterm_tells_idle_sessions_and_both_processes_exit_cleanly(
+    process_stack_factory,
+) -> None:
     import signal
 
+    stack = process_stack_factory("kumo.on('smtp_server_mail_from', function() end)")
     idle = stack.greeted()
     stack.edge.signal(signal.SIGTERM)
     assert idle.rest_until_close() == b"421 4.3.2 mx.test service shutting down\r\n"

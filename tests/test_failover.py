@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from policy.addresses import Address, parse
 from policy.v1 import policy_pb2 as pb
-from smtpedge import policy_client
+from smtpedge import endpoints, policy_client
 from tests.mailstore import read_maildir
 from tests.procs import free_port, start_daemon, start_edge
 from tests.smtpclient import RawClient
@@ -212,9 +213,11 @@ def metric(port: int, name: str, labels: dict[str, str]) -> float:
 
 
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
-def test_a_verdict_that_comes_too_late_is_never_a_continue(stack_factory, fail_open) -> None:
+def test_a_verdict_that_comes_too_late_is_never_a_continue(
+    process_stack_factory, fail_open
+) -> None:
     metrics_port = free_port()
-    stack = stack_factory(
+    stack = process_stack_factory(
         SLOW,
         "--policy-timeout", "5",
         "--stage-timeout", "mail=0.3",
@@ -276,13 +279,13 @@ def test_a_name_is_balanced_over_every_address_it_resolves_to(tmp_path: Path, mo
         daemon, address = start_daemon(policy, workdir)
         daemons.append(daemon)
         addresses.append(address)
-    answer: set[str] = {addresses[0]}
+    answer: set[Address] = {parse(addresses[0])}
 
-    async def resolve(endpoint: str, timeout: float = 2.0) -> set[str]:
-        assert endpoint == "policyd.test:50051"
+    async def resolve(endpoint: Address, timeout: float = 2.0) -> set[Address]:
+        assert endpoint == Address("policyd.test", 50051)
         return set(answer)
 
-    monkeypatch.setattr(policy_client, "resolve", resolve)
+    monkeypatch.setattr(endpoints, "resolve", resolve)
 
     async def deciders(client: policy_client.PolicyClient, count: int = 40) -> set[str]:
         def request() -> pb.EvaluateRequest:
@@ -302,15 +305,15 @@ def test_a_name_is_balanced_over_every_address_it_resolves_to(tmp_path: Path, mo
                 await asyncio.sleep(0.05)
 
     async def scenario() -> None:
-        client = policy_client.PolicyClient(["policyd.test:50051"], 2, resolve_every=0.05)
+        client = policy_client.PolicyClient([parse("policyd.test:50051")], 2, resolve_every=0.05)
         try:
             await until(client, {"one"})
-            answer.add(addresses[1])  # a replica comes
+            answer.add(parse(addresses[1]))  # a replica comes
             await until(client, {"one", "two"})
             assert len(client.connections) == 4  # two streams per replica
-            answer.discard(addresses[0])  # one goes
+            answer.discard(parse(addresses[0]))  # one goes
             await until(client, {"two"})
-            assert [c.endpoint for c in client.connections] == [addresses[1]] * 2
+            assert [str(c.endpoint) for c in client.connections] == [addresses[1]] * 2
         finally:
             await client.close()
 

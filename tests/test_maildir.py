@@ -148,8 +148,10 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path) -> None:
     assert len(read_maildir(tmp_path / "mail")) == len(stored)
 
 
-def test_the_message_id_is_in_the_reply_the_logs_and_the_decision_log(stack_factory) -> None:
-    stack = stack_factory(
+def test_the_message_id_is_in_the_reply_the_logs_and_the_decision_log(
+    process_stack_factory,
+) -> None:
+    stack = process_stack_factory(
         POLICY + "kumo.on('smtp_server_data', function(msg) msg:append_header('X-Seen', 'yes') end)"
     )
     reply = send(
