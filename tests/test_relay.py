@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -284,3 +286,105 @@ def test_a_postfix_smtp_sink_upstream(tmp_path) -> None:
         sink.terminate()
         sink.wait(5)
         shutil.rmtree(dump, ignore_errors=True)
+
+
+class ScriptedUpstream:
+    """An upstream that misbehaves as told, one way per connection, and notes
+    which of its connections the edge has closed."""
+
+    MODES = ("bad-greeting", "eof-greeting", "bad-ehlo", "bad-mail", "eof-rcpt", "bad-data")
+
+    def __init__(self, modes: list[str]) -> None:
+        self.modes = list(modes)
+        self.closed: list[tuple[str, threading.Event]] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.modes:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            done = threading.Event()
+            mode = self.modes.pop(0)
+            self.closed.append((mode, done))
+            threading.Thread(target=self._serve, args=(conn, mode, done), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, mode: str, done: threading.Event) -> None:
+        conn.settimeout(20)
+        lines = conn.makefile("rb")
+        try:
+            if mode == "bad-greeting":
+                conn.sendall(b"hello there, I am no SMTP server\r\n")
+            elif mode == "eof-greeting":
+                conn.shutdown(socket.SHUT_WR)
+            else:
+                conn.sendall(b"220 upstream.test\r\n")
+                self._dialogue(conn, lines, mode)
+            while conn.recv(4096):  # until the edge closes its end
+                pass
+            done.set()
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _dialogue(conn: socket.socket, lines, mode: str) -> None:
+        for line in lines:
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"garbage\r\n" if mode == "bad-ehlo" else b"250 upstream.test\r\n")
+            elif verb == b"MAIL":
+                conn.sendall(b"nonsense\r\n" if mode == "bad-mail" else b"250 ok\r\n")
+            elif verb == b"RCPT":
+                if mode == "eof-rcpt":
+                    conn.shutdown(socket.SHUT_WR)
+                else:
+                    conn.sendall(b"250 ok\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go on\r\n")
+                for data in lines:
+                    if data == b".\r\n":
+                        break
+                conn.sendall(b"this is not a reply\r\n")
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_no_upstream_connection_is_left_open_after_an_error(tmp_path, monkeypatch) -> None:
+    """Malformed replies and hang-ups at every step: each gets the client a 451,
+    and the edge closes every connection it had to the upstream (it used to
+    drop them open, one socket per failed transaction). Nor may closing them be
+    left to the garbage collector (CPython's StreamWriter.__del__ closes a
+    forgotten one, with a ResourceWarning, which the edge is made to print)."""
+    monkeypatch.setenv("PYTHONWARNINGS", "always::ResourceWarning")
+    modes = [mode for mode in ScriptedUpstream.MODES for _ in range(3)]
+    upstream = ScriptedUpstream(modes)
+    (tmp_path / "policy.lua").write_text(POLICY)
+    daemon, address = start_daemon(tmp_path / "policy.lua", tmp_path)
+    edge, port = start_edge(
+        address, tmp_path, "--relay", f"smtp://127.0.0.1:{upstream.port}", "--relay-timeout", "5"
+    )
+    try:
+        for _ in modes:
+            replies = transaction(port, b"a@example.com", [b"b@example.com"], b"S: x\r\n\r\n")
+            assert any(UNAVAILABLE.match(r) for r in replies), replies
+            assert not any(r.startswith(b"250 OK id=") for r in replies)
+        deadline = time.monotonic() + 10
+        while len(upstream.closed) < len(modes) or not all(e.is_set() for _, e in upstream.closed):
+            if time.monotonic() > deadline:
+                left_open = [mode for mode, e in upstream.closed if not e.is_set()]
+                pytest.fail(f"connections the edge left open: {left_open}")
+            time.sleep(0.05)
+        assert sorted(mode for mode, _ in upstream.closed) == sorted(modes)
+    finally:
+        edge.stop()
+        daemon.stop()
+        upstream.close()
+    assert "ResourceWarning" not in edge.log_path.read_text()
