@@ -1,4 +1,5 @@
-"""Verdicts to SMTP reply bytes: pure functions, the whole of SPEC.md section 3.
+"""Verdicts to SMTP reply bytes: pure functions, the whole of SPEC.md section 3
+(and the EHLO answer, the one reply the policy shapes by its extension list).
 
 mode             code 421        any other code
 If421            reply, close    reply; the session stays open

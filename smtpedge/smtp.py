@@ -171,7 +171,8 @@ class SMTPSession:
         conn = self.conn
         metrics.SESSIONS.inc()
         metrics.SESSIONS_OPEN.inc()
-        log.debug("session opened", extra=self.session.log_fields())
+        if self._debug:
+            log.debug("session opened", extra=self.session.log_fields())
         try:
             reply = await self.hooks.connect(self.session)
             if reply is None:
@@ -190,7 +191,8 @@ class SMTPSession:
         finally:
             conn.close()
             metrics.SESSIONS_OPEN.dec()
-            log.debug("session closed", extra=self.session.log_fields())
+            if self._debug:
+                log.debug("session closed", extra=self.session.log_fields())
             await self.hooks.session_ended(self.session)
 
     def shut_down(self) -> None:

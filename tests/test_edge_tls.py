@@ -91,7 +91,9 @@ def test_starttls_with_smtplib_gives_the_policy_the_tls_facts(tls_stack, certs) 
         smtp.ehlo("client.test")
         assert not smtp.has_extn("starttls")
         assert smtp.esmtp_features["auth"] == " LOGIN PLAIN"
-        version, cipher = smtp.sock.version(), smtp.sock.cipher()[0]
+        sock = smtp.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        version, cipher = sock.version(), (sock.cipher() or ("",))[0]
         smtp.send_message(message())
     (stored,) = stack.stored_entries()
     assert header_values(stored.message, "X-tls_protocol_version") == [version]

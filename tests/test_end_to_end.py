@@ -281,7 +281,7 @@ def test_the_daemon_answers_invalid_requests_with_invalid_argument(stack_factory
             with pytest.raises(grpc.RpcError) as err:
                 stub.Evaluate(request, timeout=5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert message in err.value.details()
+            assert message in (err.value.details() or "")
         verdict = stub.Evaluate(
             pb.EvaluateRequest(
                 request_id=7, event="smtp_server_mail_from", mail_from=pb.MailFromArgs(sender="")

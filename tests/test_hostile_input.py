@@ -187,6 +187,27 @@ def test_malformed_input(edge, name, setup, data, expected) -> None:
             assert client.command(b"NOOP") == b"250 OK\r\n"
 
 
+def test_two_thousand_unknown_commands_are_not_all_answered(edge) -> None:
+    """The issue's reproduction: aiosmtpd closed after five unrecognised
+    commands; the fork answered all 2,000. The edge is as strict as aiosmtpd."""
+    _, port, _ = edge
+    with start(port, "ehlo") as client:
+        client.send(b"".join(b"XCMD%d\r\n" % n for n in range(2000)))
+        got = client.rest_until_close()
+    assert got.count(b"\r\n") == 5
+    assert got.endswith(b"502 5.5.1 Too many unrecognized commands, goodbye.\r\n")
+
+
+def test_a_600_octet_mail_from_after_ehlo_is_too_long(edge) -> None:
+    """RFC 5321 4.5.3.1.4: 512 octets, plus 36 for SIZE and SMTPUTF8 after EHLO."""
+    _, port, _ = edge
+    with start(port, "ehlo") as client:
+        line = b"MAIL FROM:<" + b"a" * (600 - 24) + b"@b.example>"
+        assert len(line) + 2 == 600
+        assert client.command(line) == b"500 5.5.2 Command line too long\r\n"
+        assert client.command(b"MAIL FROM:<" + b"a" * 500 + b"@b.example>") == b"250 OK\r\n"
+
+
 def test_the_edge_still_serves_after_the_corpus(edge) -> None:
     proc, port, workdir = edge
     with start(port, "rcpt") as client:

@@ -141,7 +141,9 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path) -> None:
     stored = {}
     for path in (tmp_path / "mail" / "new").iterdir():
         entry = parse_stored(path.read_bytes())  # complete: the shape parses...
-        subject = re.search(rb"^Subject: (\S+)\r\n", entry.message, re.M).group(1).decode()
+        match = re.search(rb"^Subject: (\S+)\r\n", entry.message, re.M)
+        assert match is not None
+        subject = match.group(1).decode()
         assert entry.message == sent[subject]  # ...and every byte is there
         stored[subject] = entry
     assert acknowledged <= set(stored), acknowledged - set(stored)

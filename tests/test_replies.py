@@ -7,6 +7,8 @@ a client sees.
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from policy.events import Stage
@@ -114,7 +116,7 @@ def test_error_is_technical_difficulties_and_closes() -> None:
     [
         None,
         pb.Verdict(),  # ACTION_UNSPECIFIED
-        pb.Verdict(action=99),
+        pb.Verdict(action=cast(pb.Action, 99)),
         pb.Verdict(action=REJECT, code=250, text="x"),
         pb.Verdict(action=REJECT, code=399, text="x"),
         pb.Verdict(action=REJECT, code=600, text="x"),

@@ -61,7 +61,7 @@ def test_split(line: bytes, expected) -> None:
 
 
 # (argument of MAIL, after EHLO?, size limit) -> (sender, parameters) or the reply
-MAIL = [
+MAIL: list[tuple[str | None, bool, int, object]] = [
     ("FROM:<a@b.c>", True, 0, ("a@b.c", [])),
     ("FROM: <a@b.c>", True, 0, ("a@b.c", [])),  # a space after the colon, as many send
     ("from:<a@b.c>", True, 0, ("a@b.c", [])),
@@ -105,7 +105,7 @@ def test_mail_from(argument, extended, size_limit, expected) -> None:
     assert outcome(mail_from, argument, extended=extended, size_limit=size_limit) == expected
 
 
-RCPT = [
+RCPT: list[tuple[str | None, bool, object]] = [
     ("TO:<a@b.c>", True, ("a@b.c", [])),
     ("TO: <a@b.c>", False, ("a@b.c", [])),
     ("to:<Postmaster>", True, ("Postmaster", [])),

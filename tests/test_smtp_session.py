@@ -466,6 +466,9 @@ def tls_edge(edge, certificate):
 class TLSClient(RawClient):
     """A RawClient whose socket goes over to TLS after STARTTLS's 220."""
 
+    def __enter__(self) -> TLSClient:
+        return self
+
     def secure(self) -> None:
         assert not self.buf, self.buf  # nothing may have come in the clear after the 220
         context = ssl.create_default_context()
