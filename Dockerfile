@@ -1,5 +1,6 @@
 # One image for policyd, smtpedge and policyctl (the default target, `app`), and
-# the compose stack's Redis (--target redis) and Prometheus (--target prometheus).
+# the compose stack's Redis (--target redis), Prometheus (--target prometheus) and
+# mail sink (--target sink: the app image plus aiosmtpd, which the app does not use).
 #
 # Every stage is labelled dev.smtp-policy.image, so superseded builds can be
 # removed with: docker image prune -f --filter label=dev.smtp-policy.image
@@ -59,3 +60,8 @@ WORKDIR /var/lib/smtp-policy
 # tini: a real PID 1, so SIGTERM reaches the program and zombies are reaped.
 ENTRYPOINT ["tini", "--"]
 CMD ["policyd", "--help"]
+
+FROM app AS sink
+LABEL dev.smtp-policy.image=sink
+USER root
+RUN /opt/smtp-policy/bin/pip install --no-cache-dir "aiosmtpd>=1.4.6"

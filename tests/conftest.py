@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import Captured, Servers
 from tests.mailstore import Stored, read_maildir
 from tests.procs import Proc, start_daemon, start_edge
 from tests.smtpclient import RawClient
@@ -15,12 +16,14 @@ from tests.smtpclient import RawClient
 
 @dataclass
 class Stack:
-    """A daemon and an edge, started for one test."""
+    """A daemon and an edge, started for one test: in the test's process
+    (tests/harness.py; `daemon` and `edge` are their captured logs) or as
+    processes (`process_stack_factory`; then they are the processes)."""
 
     workdir: Path
-    daemon: Proc
+    daemon: Proc | Captured
     daemon_address: str
-    edge: Proc
+    edge: Proc | Captured
     port: int
     procs: list[Proc] = field(default_factory=list)
 
@@ -45,6 +48,12 @@ class Stack:
         return client
 
 
+@dataclass
+class ProcessStack(Stack):
+    daemon: Proc
+    edge: Proc
+
+
 @pytest.fixture
 def write_policy(tmp_path: Path):
     def write(text: str, name: str = "policy.lua") -> Path:
@@ -58,15 +67,33 @@ def write_policy(tmp_path: Path):
 
 @pytest.fixture
 def stack_factory(tmp_path: Path, write_policy) -> Iterator:
-    procs: list[Proc] = []
+    """make(POLICY, *EDGE_FLAGS, daemon_args=DAEMON_FLAGS): the daemon and an edge in
+    this process, with the flags `policyd serve` and `smtpedge serve` take."""
+    servers = Servers()
 
     def make(policy: str, *edge_args: str, daemon_args: tuple[str, ...] = ()) -> Stack:
+        path = write_policy(policy)
+        daemon, address = servers.daemon(path, tmp_path, *daemon_args)
+        edge, port = servers.edge(address, tmp_path, *edge_args)
+        return Stack(tmp_path, daemon, address, edge, port)
+
+    yield make
+    servers.stop()
+
+
+@pytest.fixture
+def process_stack_factory(tmp_path: Path, write_policy) -> Iterator:
+    """Like stack_factory, with the daemon and the edge as processes: for tests that
+    signal or kill them, or read what only a process has (its exit status, --metrics)."""
+    procs: list[Proc] = []
+
+    def make(policy: str, *edge_args: str, daemon_args: tuple[str, ...] = ()) -> ProcessStack:
         path = write_policy(policy)
         daemon, address = start_daemon(path, tmp_path, *daemon_args)
         procs.append(daemon)
         edge, port = start_edge(address, tmp_path, *edge_args)
         procs.append(edge)
-        return Stack(tmp_path, daemon, address, edge, port, procs)
+        return ProcessStack(tmp_path, daemon, address, edge, port, procs)
 
     yield make
     for proc in reversed(procs):

@@ -80,9 +80,9 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_on_both_processes_move_with_traffic(stack_factory) -> None:
+def test_metrics_on_both_processes_move_with_traffic(process_stack_factory) -> None:
     edge_port, daemon_port = free_port(), free_port()
-    stack = stack_factory(
+    stack = process_stack_factory(
         REJECTING + "kumo.on('smtp_server_data', function() end)\n",
         "--metrics", f"127.0.0.1:{edge_port}",
         daemon_args=("--metrics", f"127.0.0.1:{daemon_port}"),

@@ -164,8 +164,10 @@ def test_many_sessions_share_the_streams(stack_factory) -> None:
     assert sorted(results) == sorted(b"550 seen u%d\r\n" % n for n in range(40))
 
 
-def test_a_stopping_daemon_ends_its_streams_without_waiting_out_the_grace(stack_factory) -> None:
-    stack = stack_factory(ECHO, daemon_args=("--shutdown-grace", "30"))
+def test_a_stopping_daemon_ends_its_streams_without_waiting_out_the_grace(
+    process_stack_factory,
+) -> None:
+    stack = process_stack_factory(ECHO, daemon_args=("--shutdown-grace", "30"))
     deadline = time.monotonic() + 5
     while not [e for e in stack.edge.log_lines() if e.get("msg") == "policy stream up"]:
         assert time.monotonic() < deadline
