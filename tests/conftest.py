@@ -66,6 +66,16 @@ def write_policy(tmp_path: Path):
 
 
 @pytest.fixture
+def servers() -> Iterator[Servers]:
+    """Daemons and edges in this process, stopped after the test:
+    `servers.daemon(policy, workdir, *flags)` and `servers.edge(address, workdir, *flags)`
+    take and return what tests/procs.py's start_daemon and start_edge do."""
+    servers = Servers()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
 def stack_factory(tmp_path: Path, write_policy) -> Iterator:
     """make(POLICY, *EDGE_FLAGS, daemon_args=DAEMON_FLAGS): the daemon and an edge in
     this process, with the flags `policyd serve` and `smtpedge serve` take."""

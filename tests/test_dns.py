@@ -16,7 +16,8 @@ import pytest
 
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
-from tests.procs import Proc, start_daemon, start_edge
+from tests.harness import Captured, Servers
+from tests.procs import Proc
 from tests.smtpclient import RawClient
 
 V6 = "2001:db8::99"
@@ -98,15 +99,12 @@ def dns_server(tmp_path) -> Iterator[DnsServer]:
 
 
 @pytest.fixture
-def daemon(tmp_path, dns_server) -> Iterator[tuple[Proc, str]]:
+def daemon(tmp_path, dns_server, servers: Servers) -> tuple[Captured, str]:
     policy = tmp_path / "policy.lua"
     policy.write_text(POLICY)
-    proc, address = start_daemon(
-        policy, tmp_path, "--dns-server", dns_server.address, "--eval-timeout", "2",
-        log="policyd.log",
-    )  # fmt: skip
-    yield proc, address
-    proc.stop()
+    return servers.daemon(
+        policy, tmp_path, "--dns-server", dns_server.address, "--eval-timeout", "2"
+    )
 
 
 class Client:
@@ -203,12 +201,12 @@ def test_answers_and_nxdomains_are_cached_for_their_ttl(client, dns_server) -> N
     assert dns_server.queries("nx.test", "A") == 2
 
 
-def test_a_server_that_never_answers(tmp_path) -> None:
+def test_a_server_that_never_answers(tmp_path, servers) -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))  # receives queries, answers none
     policy = tmp_path / "policy.lua"
     policy.write_text(POLICY)
-    daemon, address = start_daemon(
+    _, address = servers.daemon(
         policy, tmp_path, "--dns-server", f"127.0.0.1:{silent.getsockname()[1]}",
         "--eval-timeout", "1", "--dns-timeout", "5",
     )  # fmt: skip
@@ -232,7 +230,6 @@ def test_a_server_that_never_answers(tmp_path) -> None:
             thread.join(10)
     finally:
         client.channel.close()
-        daemon.stop()
         silent.close()
     kinds = [kind for kind, _ in finished]
     assert kinds == ["other"] * 5 + ["dns"] * 4  # the others never waited for DNS
@@ -243,19 +240,18 @@ def test_a_server_that_never_answers(tmp_path) -> None:
         assert text.endswith("timed out")
 
 
-def test_an_uncaught_dns_failure_is_technical_difficulties(tmp_path, dns_server, daemon) -> None:
-    edge, port = start_edge(daemon[1], tmp_path)
-    try:
-        with RawClient(port) as smtp:
-            smtp.reply()
-            smtp.command(b"EHLO client.test")
-            assert smtp.command(b"MAIL FROM:<a@example.com>").startswith(b"250")
-            assert smtp.command(b"RCPT TO:<b@servfail.test>") == (
-                b"421 4.3.0 mx.test technical difficulties\r\n"
-            )
-            assert smtp.rest_until_close() == b""
-    finally:
-        edge.stop()
+def test_an_uncaught_dns_failure_is_technical_difficulties(
+    tmp_path, servers, dns_server, daemon
+) -> None:
+    _, port = servers.edge(daemon[1], tmp_path)
+    with RawClient(port) as smtp:
+        smtp.reply()
+        smtp.command(b"EHLO client.test")
+        assert smtp.command(b"MAIL FROM:<a@example.com>").startswith(b"250")
+        assert smtp.command(b"RCPT TO:<b@servfail.test>") == (
+            b"421 4.3.0 mx.test technical difficulties\r\n"
+        )
+        assert smtp.rest_until_close() == b""
     errors = [e for e in daemon[0].log_lines() if "SERVFAIL" in str(e.get("error", ""))]
     line = POLICY.splitlines().index("  kumo.dns.lookup_addr(recipient.domain)  -- not caught") + 1
     assert errors and errors[0]["error"].startswith(
@@ -267,35 +263,31 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "rbl.lua"
 
 
 @pytest.mark.parametrize("zone", ["rbl.test", "clean.test"])
-def test_the_example_dns_policy_through_the_edge(tmp_path, dns_server, zone) -> None:
+def test_the_example_dns_policy_through_the_edge(tmp_path, servers, dns_server, zone) -> None:
     """examples/rbl.lua, pointed at the test's list: 127.0.0.1 is listed on
     rbl.test, not on clean.test (and its reverse name is confirmed)."""
     text = EXAMPLE.read_text()
     assert "local RBL_ZONES = { 'zen.spamhaus.org' }" in text
     policy = tmp_path / "rbl.lua"
     policy.write_text(text.replace("'zen.spamhaus.org' }", f"'{zone}' }}"))
-    daemon, address = start_daemon(
+    _, address = servers.daemon(
         policy, tmp_path, "--dns-server", dns_server.address, "--eval-timeout", "1"
     )
-    edge, port = start_edge(address, tmp_path, "--policy-timeout", "2")
-    try:
-        with RawClient(port) as smtp:
-            if zone == "rbl.test":
-                assert smtp.rest_until_close() == (
-                    b"554 5.7.1 Service unavailable; client [127.0.0.1] blocked using rbl.test;"
-                    b" test listing\r\n"
-                )
-            else:
-                assert smtp.reply().startswith(b"220 ")
-                smtp.command(b"EHLO client.test")
-                assert smtp.command(b"MAIL FROM:<a@mx.test>") == b"250 OK\r\n"
-                assert smtp.command(b"RSET") == b"250 OK\r\n"
-                assert smtp.command(b"MAIL FROM:<a@missing.test>") == (
-                    b"550 5.1.8 <a@missing.test>: Sender address rejected: Domain not found\r\n"
-                )
-    finally:
-        edge.stop()
-        daemon.stop()
+    _, port = servers.edge(address, tmp_path, "--policy-timeout", "2")
+    with RawClient(port) as smtp:
+        if zone == "rbl.test":
+            assert smtp.rest_until_close() == (
+                b"554 5.7.1 Service unavailable; client [127.0.0.1] blocked using rbl.test;"
+                b" test listing\r\n"
+            )
+        else:
+            assert smtp.reply().startswith(b"220 ")
+            smtp.command(b"EHLO client.test")
+            assert smtp.command(b"MAIL FROM:<a@mx.test>") == b"250 OK\r\n"
+            assert smtp.command(b"RSET") == b"250 OK\r\n"
+            assert smtp.command(b"MAIL FROM:<a@missing.test>") == (
+                b"550 5.1.8 <a@missing.test>: Sender address rejected: Domain not found\r\n"
+            )
     assert dns_server.queries(f"1.0.0.127.{zone}", "A") == 1
     if zone == "clean.test":  # the reverse name was looked up and confirmed
         assert dns_server.queries("1.0.0.127.in-addr.arpa", "PTR") == 1
@@ -303,14 +295,14 @@ def test_the_example_dns_policy_through_the_edge(tmp_path, dns_server, zone) -> 
 
 
 def test_a_lookup_shared_by_evaluations_serves_each_within_its_own_deadline(
-    tmp_path, dns_server
+    tmp_path, servers, dns_server
 ) -> None:
     """Two evaluations ask for the same slow name 0.8 s apart (the answer takes
     1.6 s; each may wait 1.2 s of its 1.5 s): one query; the first gives up, the
     second gets the answer."""
     policy = tmp_path / "policy.lua"
     policy.write_text(POLICY)
-    daemon, address = start_daemon(
+    _, address = servers.daemon(
         policy, tmp_path, "--dns-server", dns_server.address,
         "--eval-timeout", "1.5", "--dns-timeout", "3",
     )  # fmt: skip
@@ -330,16 +322,15 @@ def test_a_lookup_shared_by_evaluations_serves_each_within_its_own_deadline(
         first.join(10)
     finally:
         client.channel.close()
-        daemon.stop()
     assert results["first"] == "451 error: kumo.dns.lookup_addr('slow.test'): timed out"
     assert results["second"] == "{192.0.2.9}"
     assert dns_server.queries("slow.test", "A") == 1
 
 
-def test_no_cache_when_its_size_is_zero(tmp_path, dns_server) -> None:
+def test_no_cache_when_its_size_is_zero(tmp_path, servers, dns_server) -> None:
     policy = tmp_path / "policy.lua"
     policy.write_text(POLICY)
-    daemon, address = start_daemon(
+    _, address = servers.daemon(
         policy, tmp_path, "--dns-server", dns_server.address, "--dns-cache-size", "0"
     )
     client = Client(address)
@@ -348,7 +339,6 @@ def test_no_cache_when_its_size_is_zero(tmp_path, dns_server) -> None:
             assert client.shown("lookup_txt", "txt.test") == "{hello world,v=spf1 -all}"
     finally:
         client.channel.close()
-        daemon.stop()
     assert dns_server.queries("txt.test", "TXT") == 2
 
 

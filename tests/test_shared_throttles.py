@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.procs import Proc, start_daemon, start_edge
+from tests.harness import Servers
+from tests.procs import Proc, start_daemon
 from tests.redis_server import RedisServer
 from tests.smtpclient import RawClient
 
@@ -25,10 +26,12 @@ end)
 
 
 class Cluster:
-    """Daemons and edges sharing one Redis; started per test, stopped at the end."""
+    """Daemons and edges sharing one Redis; started per test, stopped at the end.
+    They run in the test's process, but a daemon given --metrics is a process."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, servers: Servers) -> None:
         self.workdir = workdir
+        self.servers = servers
         self.redis = RedisServer(workdir / "redis")
         self.procs: list[Proc] = []
         self.daemons: list[str] = []
@@ -38,8 +41,12 @@ class Cluster:
         path = self.workdir / f"d{len(self.daemons)}"
         path.mkdir()
         (path / "policy.lua").write_text(policy)
-        proc, address = start_daemon(path / "policy.lua", path, "--redis", self.redis.url, *args)
-        self.procs.append(proc)
+        flags = ("--redis", self.redis.url, *args)
+        if "--metrics" in args:
+            proc, address = start_daemon(path / "policy.lua", path, *flags)
+            self.procs.append(proc)
+        else:
+            _, address = self.servers.daemon(path / "policy.lua", path, *flags)
         self.daemons.append(address)
         return address
 
@@ -47,8 +54,7 @@ class Cluster:
         path = self.workdir / f"e{len(self.edges)}"
         path.mkdir()
         extra = [a for s in servers[1:] for a in ("--policy-server", s)]
-        proc, port = start_edge(servers[0], path, *extra, *args)
-        self.procs.append(proc)
+        _, port = self.servers.edge(servers[0], path, *extra, *args)
         self.edges.append(port)
         return port
 
@@ -59,8 +65,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(tmp_path)
+def cluster(tmp_path, servers):
+    c = Cluster(tmp_path, servers)
     yield c
     c.close()
 
