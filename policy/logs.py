@@ -15,16 +15,19 @@ from pythonjsonlogger.json import JsonFormatter
 LEVELS = ("debug", "info", "warning", "error")
 
 
+def formatter() -> logging.Formatter:
+    """Log records as the JSON lines both programs write."""
+    return JsonFormatter(
+        "{levelname}{name}{message}{process}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger", "message": "msg"},
+        timestamp="ts",
+    )
+
+
 def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "{levelname}{name}{message}{process}",
-            style="{",
-            rename_fields={"levelname": "level", "name": "logger", "message": "msg"},
-            timestamp="ts",
-        )
-    )
+    handler.setFormatter(formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -20,7 +20,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
@@ -57,9 +57,10 @@ def supervise(
     metrics: Address | None,
     grace: float,
     forward: tuple[signal.Signals, ...] = (),
+    details: Mapping[str, object] | None = None,
 ) -> int:
     """Runs `count` workers until SIGTERM/SIGINT; returns the exit status.
-    OSError when a worker fails to start."""
+    OSError when a worker fails to start. `details` go into the "listening" line."""
     metrics_dir = tempfile.mkdtemp(prefix="smtp-policy-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     context = multiprocessing.get_context("spawn")
@@ -87,7 +88,7 @@ def supervise(
             return 0
         if metrics is not None:
             _serve_metrics(metrics)
-        log.info("listening", extra={"address": str(address), "workers": count})
+        log.info("listening", extra={"address": str(address), "workers": count, **(details or {})})
         while not stopping:
             for number, process in enumerate(processes):
                 if not process.is_alive() and not stopping:

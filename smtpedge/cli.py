@@ -272,4 +272,5 @@ def _supervise(config: EdgeConfig, count: int, loop: str, log_level: str) -> int
         address=listen,
         metrics=config.metrics,
         grace=config.shutdown_grace,
+        details={"tls_address": str(tls_listen)} if tls_listen else None,
     )

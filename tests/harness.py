@@ -24,8 +24,8 @@ from typing import Any
 
 import click
 import uvloop
-from pythonjsonlogger.json import JsonFormatter
 
+from policy import logs
 from tests.procs import HOSTNAME
 
 STARTUP_TIMEOUT = 30.0
@@ -56,14 +56,7 @@ class Captured(logging.Handler):
         self.prefix = prefix
         self.extra_file = extra_file  # the decision log, for the daemon
         self.lines: list[dict[str, Any]] = []
-        self.setFormatter(
-            JsonFormatter(
-                "{levelname}{name}{message}{process}",
-                style="{",
-                rename_fields={"levelname": "level", "name": "logger", "message": "msg"},
-                timestamp="ts",
-            )
-        )
+        self.setFormatter(logs.formatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(self.prefix):
