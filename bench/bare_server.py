@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from policy.addresses import parse
 from policy.ids import new_id
 from smtpedge.maildir import Maildir
 
@@ -32,18 +33,18 @@ class Store:
 
 
 async def serve(listen: str, maildir: Path) -> None:
-    host, _, port = listen.rpartition(":")
+    address = parse(listen)
     handler = Store(Maildir(maildir))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="bare.test", ident="ESMTP bare", loop=loop),
-        host,
-        int(port),
+        address.host,
+        address.port,
         backlog=1024,
     )
     bound = server.sockets[0].getsockname()
     print(
-        json.dumps({"msg": "listening", "address": f"{host}:{bound[1]}"}),
+        json.dumps({"msg": "listening", "address": str(address.with_port(bound[1]))}),
         file=sys.stderr,
         flush=True,
     )

@@ -55,7 +55,9 @@ class Server:
         self.config = config
         self._on_ready = on_ready
         self.overflow = Overflow(config.overflow_workers)
-        throttles = Throttles(config.redis, config.redis_timeout, config.redis_failure)
+        self.throttles = throttles = Throttles(
+            config.redis, config.redis_timeout, config.redis_failure
+        )
         self.decisions = None if config.decision_log == "off" else DecisionLog(config.decision_log)
         engine = Engine(
             config.limits,
@@ -101,6 +103,11 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await self._report_health()
         self.store.listeners.add(lambda _: self._spawn(self._report_health()))
+        if self.store.active is not None:  # in the background: Redis may come up later
+            self._spawn(self.throttles.warm(self.store.active.evaluator.bridge.redis))
+        self.store.listeners.add(
+            lambda revision: self._spawn(self.throttles.warm(revision.evaluator.bridge.redis))
+        )
         reflection.enable_server_reflection(
             (POLICY_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
@@ -173,7 +180,7 @@ class Server:
             log.info("shutting down", extra={"grace_seconds": self.config.shutdown_grace})
             await self._grpc.stop(self.config.shutdown_grace)
         self.overflow.close()
-        await self.store.engine.bridge.throttles.close()
+        await self.throttles.close()
         if self.decisions is not None:
             self.decisions.close()
         log.info("stopped")

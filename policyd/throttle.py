@@ -13,6 +13,7 @@ limit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -188,6 +189,11 @@ class RedisThrottles:
             int(retry_after) if throttled else None,
         )
 
+    async def warm(self) -> None:
+        """Connects and loads the script, so the first use pays neither."""
+        await self.client.ping()
+        await self.client.script_load(REDIS_GCRA)
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -226,6 +232,22 @@ class Throttles:
         if backend is None:
             backend = self._redis[url] = RedisThrottles(url, self.timeout)
         return backend
+
+    async def warm(self, policy_url: str | None, timeout: float = 5.0) -> None:
+        """Sets up the Redis a revision will use before its first throttle does: a
+        connection made within a use's own short timeout can fail under load.
+        Best effort: a Redis that is not there yet is logged, and uses connect
+        when they come."""
+        url = self.url(policy_url)
+        if url is None:
+            return
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(timeout):
+                await self._backend(url).warm()
+        except (RedisError, OSError, TimeoutError) as e:
+            log.warning("redis not reachable yet", extra={"error": repr(e)})
 
     async def use(self, name: str, spec: ThrottleSpec, policy_url: str | None = None) -> Result:
         key = spec.key(name)

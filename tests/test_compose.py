@@ -180,6 +180,8 @@ def running_stack(docker_engine) -> Iterator[RunningStack]:
             stack.ports[service] = int(port)
         yield stack
     finally:
+        # Shown by pytest only when the test failed: what the services said.
+        print(stack.compose("logs", "--no-color", "--tail", "60").stdout)
         stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "10")
         # Builds superseded by this one (the current images stay tagged).
         subprocess.run(

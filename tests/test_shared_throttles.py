@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -205,3 +206,17 @@ def test_the_policy_tells_edges_apart(cluster) -> None:
     us = cluster.edge(daemon, args=("--edge-id", "edge-us-1", "--meta", "region=us"))
     assert mail_from(eu, "a@us-only.example", 1) == [b"550 5.7.1 not from edge-eu-1\r\n"]
     assert mail_from(us, "a@us-only.example", 1) == [b"250 OK\r\n"]
+
+
+def test_the_daemon_sets_up_redis_before_the_first_throttle(cluster) -> None:
+    """Connecting and loading the script inside a use's 0.1 s would fail the first
+    mail after a start under load: the daemon does both as it starts."""
+    from policyd.throttle import REDIS_GCRA
+
+    sha = hashlib.sha1(REDIS_GCRA.encode()).hexdigest()
+    assert cluster.redis.client.script_exists(sha) == [False]
+    cluster.daemon(THROTTLED % "3/min")
+    deadline = time.monotonic() + 5
+    while cluster.redis.client.script_exists(sha) != [True]:
+        assert time.monotonic() < deadline, "the throttle script was never loaded"
+        time.sleep(0.02)
