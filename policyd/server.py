@@ -22,6 +22,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from policy.loop import stop_on_signals
 from policy.v1 import ADMIN_SERVICE, POLICY_SERVICE
 from policy.v1 import policy_pb2_grpc as pb_grpc
 from policyd.access import AdminAccess
@@ -192,16 +193,11 @@ class Server:
         # collections happen less often: fewer, shorter pauses per decision.
         gc.freeze()
         gc.set_threshold(20_000, 20, 50)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_stop_signal)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.store.reload("sighup")))
+        stop_on_signals(self._stop, self.decisions.flush if self.decisions else lambda: None)
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, lambda: self._spawn(self.store.reload("sighup"))
+        )
         try:
             await self._stop.wait()
         finally:
             await self.shutdown()
-
-    def _on_stop_signal(self) -> None:
-        if self._stop.is_set():
-            raise SystemExit(1)  # second signal: stop now
-        self._stop.set()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-import signal
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import grpc
 from prometheus_client import start_http_server
 
 from policy.addresses import Address, join
+from policy.loop import stop_on_signals
 from policy.v1 import policy_pb2 as pb
 from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery, MaildirDelivery, RelayDelivery
@@ -170,15 +170,8 @@ class EdgeServer:
 
     async def serve(self) -> None:
         await self.startup()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal)
+        stop_on_signals(self._stop)
         try:
             await self._stop.wait()
         finally:
             await self.shutdown()
-
-    def _on_signal(self) -> None:
-        if self._stop.is_set():
-            raise SystemExit(1)
-        self._stop.set()

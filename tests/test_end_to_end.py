@@ -313,3 +313,27 @@ def test_sigterm_tells_idle_sessions_and_both_processes_exit_cleanly(
     assert idle.rest_until_close() == b"421 4.3.2 mx.test service shutting down\r\n"
     assert stack.edge.popen.wait(10) == 0
     assert stack.daemon.stop() == 0
+
+
+def test_a_second_sigterm_stops_at_once(process_stack_factory) -> None:
+    """The first signal waits for a busy session (here, one in the middle of DATA,
+    with 30 s of grace); a second ends the process at once, exit status 1, with
+    a log line saying so and no traceback."""
+    import signal
+
+    stack = process_stack_factory(
+        "kumo.on('smtp_server_mail_from', function() end)", "--shutdown-grace", "30"
+    )
+    busy = stack.greeted()
+    assert busy.command(b"MAIL FROM:<a@example.com>") == b"250 OK\r\n"
+    assert busy.command(b"RCPT TO:<b@example.com>") == b"250 OK\r\n"
+    assert busy.command(b"DATA").startswith(b"354 ")
+    busy.send(b"Subject: half\r\n")  # the message is not over
+    stack.edge.signal(signal.SIGTERM)
+    stack.edge.wait_for_log(lambda e: e.get("msg") == "shutting down")
+    assert stack.edge.popen.poll() is None  # still waiting for the busy session
+    stack.edge.signal(signal.SIGTERM)
+    assert stack.edge.popen.wait(5) == 1
+    assert stack.edge.wait_for_log(lambda e: e.get("msg") == "second signal: stopping at once")
+    assert "Traceback" not in stack.edge.log_path.read_text()
+    assert stack.stored() == []  # nothing was acknowledged, nothing is stored
