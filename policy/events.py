@@ -39,6 +39,12 @@ class Event:
     # recorded as its length, never its content.
     logged: tuple[tuple[str, str], ...] = ()
     required: tuple[str, ...] = ()  # argument fields that must not be empty
+    # The argument field a policy test step's plain value fills (`mail_from =
+    # "a@b.example"`); a step may give a table of fields instead.
+    value: str | None = None
+    # Whether a dry run may turn its verdict into a "continue": never for AUTH,
+    # where that would log a client in.
+    dry_run: bool = True
 
     def arguments(self, **values: Any) -> Any:
         """The event's argument message, with the fields given by name."""
@@ -59,23 +65,29 @@ _MESSAGE_LOGGED = (
 # In session order.
 EVENTS: tuple[Event, ...] = (
     Event("smtp_server_connection_accepted", "connect", Stage.CONNECT, "connect"),
-    Event("smtp_server_ehlo", "ehlo", Stage.EHLO, "ehlo", (("ehlo", "domain"),), ("domain",)),
+    Event(
+        "smtp_server_ehlo", "ehlo", Stage.EHLO, "ehlo",
+        logged=(("ehlo", "domain"),), required=("domain",), value="domain",
+    ),
     # The password is an argument the decision log must never see: authc only.
-    Event("smtp_server_auth_plain", "auth_plain", Stage.AUTH, "auth_plain", (("authc", "authc"),)),
-    Event("smtp_server_mail_from", "mail_from", Stage.MAIL, "mail_from", (("sender", "sender"),)),
     Event(
-        "smtp_server_rcpt_to",
-        "rcpt_to",
-        Stage.RCPT,
-        "rcpt_to",
-        (("recipient", "recipient"),),
-        ("recipient",),
+        "smtp_server_auth_plain", "auth_plain", Stage.AUTH, "auth_plain",
+        logged=(("authc", "authc"),), dry_run=False,
     ),
-    Event("smtp_server_data", "message", Stage.DATA, "data", _MESSAGE_LOGGED),
     Event(
-        "smtp_server_message_received", "message", Stage.DATA, "message_received", _MESSAGE_LOGGED
+        "smtp_server_mail_from", "mail_from", Stage.MAIL, "mail_from",
+        logged=(("sender", "sender"),), value="sender",
     ),
-)
+    Event(
+        "smtp_server_rcpt_to", "rcpt_to", Stage.RCPT, "rcpt_to",
+        logged=(("recipient", "recipient"),), required=("recipient",), value="recipient",
+    ),
+    Event("smtp_server_data", "message", Stage.DATA, "data", _MESSAGE_LOGGED, value="data"),
+    Event(
+        "smtp_server_message_received", "message", Stage.DATA, "message_received",
+        _MESSAGE_LOGGED, value="data",
+    ),
+)  # fmt: skip
 
 BY_NAME: Mapping[str, Event] = {event.name: event for event in EVENTS}
 BY_SHORT: Mapping[str, Event] = {event.short: event for event in EVENTS}

@@ -6,7 +6,9 @@ not survive a fork), waits until each reports that it serves, forwards
 SIGTERM/SIGINT (stop: each worker drains as a single process does) and any
 other signals it is asked to (policyd: SIGHUP, reload), restarts a worker that
 dies, and serves the metrics of all of them (prometheus_client's multiprocess
-mode).
+mode). Each worker has a process group of its own, so signals reach workers
+once, through the supervisor; under systemd use KillMode=mixed for the same
+reason (SIGTERM to the supervisor only).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def fixed_port(address: Address) -> Address:
 
 
 def _child(worker: Worker, ready: Any) -> None:
+    # A process group of its own: a terminal's Ctrl-C reaches the supervisor only,
+    # which passes it on once (the same signal twice would mean "stop at once").
+    os.setpgrp()
     worker(lambda: ready.put(os.getpid()))
 
 
@@ -65,7 +70,7 @@ def supervise(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
-    stopping = False
+    stops = 0  # stop signals received (a second one: the workers stop at once)
 
     def start() -> SpawnProcess:
         process = context.Process(target=_child, args=(worker, ready))
@@ -73,8 +78,8 @@ def supervise(
         return process
 
     def relay(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = stopping or signum in STOP_SIGNALS
+        nonlocal stops
+        stops += signum in STOP_SIGNALS
         for process in processes:
             if process.pid and process.is_alive():
                 os.kill(process.pid, signum)
@@ -84,20 +89,20 @@ def supervise(
         signal.signal(sig, relay)
     processes.extend(start() for _ in range(count))
     try:
-        if not _wait_ready(processes, ready, lambda: stopping):
+        if not _wait_ready(processes, ready, lambda: stops > 0):
             return 0
         if metrics is not None:
             _serve_metrics(metrics)
         log.info("listening", extra={"address": str(address), "workers": count, **(details or {})})
-        while not stopping:
+        while not stops:
             for number, process in enumerate(processes):
-                if not process.is_alive() and not stopping:
+                if not process.is_alive() and not stops:
                     log.error("worker died; restarting", extra={"exitcode": process.exitcode})
                     processes[number] = start()
             time.sleep(0.2)
         for process in processes:
             process.join(grace + 5)
-        return 0
+        return 0 if stops == 1 else 1
     finally:
         for process in processes:
             if process.is_alive():

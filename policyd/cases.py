@@ -17,11 +17,13 @@ from step to step as an edge would:
       { data = "Subject: hi\\r\\n\\r\\nbody\\r\\n" },
     ]
 
-A step has one event key: `connect = true`, `ehlo`, `helo`, `mail_from`,
-`rcpt_to`, `data` (the message; runs smtp_server_data, then
+A step has one event key: `connect = true`, `ehlo`, `helo`, `auth_plain` (a
+table: `{ authc = "alice", password = "secret" }`, optionally `authz`),
+`mail_from`, `rcpt_to`, `data` (the message; runs smtp_server_data, then
 smtp_server_message_received with the first one's header changes applied), or
 `wait = SECONDS` (time passes on the case's fake clock: throttles and kumo.sleep
-run on it; each case starts at the same instant with empty throttles).
+run on it; each case starts at the same instant with empty throttles). Any
+event's value may also be a table of its argument fields.
 DNS answers for kumo.dns come from the test, never the network: a `[dns]`
 table for every case of the file and a `dns` table per case (merged over it),
 by name, then record type:
@@ -47,10 +49,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.addresses import parse
-from policy.events import CONNECT, DATA, EHLO, MAIL_FROM, RCPT_TO, Event, Stage, of_stage
+from policy.events import AUTH_PLAIN, EHLO, MAIL_FROM, RCPT_TO, Event, Stage, of_stage
 from policy.v1 import policy_pb2 as pb
 from policy.v1.headers import apply_header_changes
-from policy.verdicts import ACTION_NAMES, MODE_NAMES
+from policy.verdicts import ACTION_NAMES, ACTIONS, MODE_NAMES
 from policyd.bridge import Bridge
 from policyd.dns.lookups import Dns
 from policyd.dns.sources import StaticSource
@@ -59,9 +61,12 @@ from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
 from policyd.throttle import Throttles
 
-# A step's one event key: an event's short name (data: every event of the DATA
-# stage), helo (the EHLO event, as HELO), or wait.
-STEP_EVENTS: dict[str, Event] = {e.short: e for e in (CONNECT, EHLO, MAIL_FROM, RCPT_TO, DATA)}
+# A step's one event key: the short name of the first event of a stage (the step
+# runs every event of the stage: data runs smtp_server_data, then
+# smtp_server_message_received), helo (the EHLO event, as HELO), or wait.
+STEP_EVENTS: dict[str, Event] = {
+    events[0].short: events[0] for events in (of_stage(stage) for stage in Stage) if events
+}
 EVENT_KEYS = (*STEP_EVENTS, "helo", "wait")
 STEP_KEYS = {*EVENT_KEYS, "expect", "mode", "meta"}
 CASE_KEYS = {"name", "peer", "local", "hostname", "edge_id", "meta", "dns", "steps"}
@@ -79,7 +84,7 @@ class Expectation:
     def parse(cls, step: dict[str, Any]) -> Expectation:
         words = str(step.get("expect", "continue")).split(" ", 2)
         action = words[0]
-        if action not in ("continue", "error", "reject", "disconnect"):
+        if action not in ACTIONS:
             raise ValueError(
                 f"expect must start with continue, error, reject or disconnect: {action!r}"
             )
@@ -236,45 +241,46 @@ class Conversation:
         return verdict
 
     async def step(self, step: Step) -> pb.Verdict:
-        """One step, with the session effects an edge would give its verdict."""
+        """One step: its stage's events, with the session effects an edge would
+        give their verdicts."""
         key, value = step.event, step.value
         if key == "wait":  # time passes: only the fake clock moves
             await self.clock.sleep(float(value))
             return pb.Verdict(action=pb.ACTION_CONTINUE)
-        if key == "data":
-            return await self._data(value.encode())
         event = EHLO if key == "helo" else STEP_EVENTS[key]
+        fields = dict(value) if isinstance(value, dict) else {}
+        if event.value is not None and not isinstance(value, dict):
+            fields[event.value] = value
+        if key == "helo":
+            fields["helo"] = True
+        if event.stage is Stage.DATA:
+            return await self._data(fields)
+        verdict = await self.ask(event, event.arguments(**fields))
+        passed = verdict.action == pb.ACTION_CONTINUE
         if event is EHLO:
-            arguments = event.arguments(domain=value, helo=key == "helo")
-        elif event is MAIL_FROM:
-            arguments = event.arguments(sender=value)
-        elif event is RCPT_TO:
-            arguments = event.arguments(recipient=value)
-        else:
-            arguments = event.arguments()
-        verdict = await self.ask(event, arguments)
-        if verdict.action == pb.ACTION_CONTINUE:
-            if event is EHLO:
-                self.session.ehlo_domain = value
-            elif event is MAIL_FROM:
-                self.sender, self.recipients = value, []
-            elif event is RCPT_TO:
-                self.recipients.append(value)
-        elif event is EHLO:
-            self.session.ehlo_domain = ""
+            self.session.ehlo_domain = fields["domain"] if passed else ""
+        elif event is AUTH_PLAIN and passed and verdict.auth_granted:
+            self.session.auth.authn_id = fields.get("authc", "")
+            self.session.auth.authz_id = fields.get("authz") or fields.get("authc", "")
+        elif event is MAIL_FROM and passed:
+            self.sender, self.recipients = fields["sender"], []
+        elif event is RCPT_TO and passed:
+            self.recipients.append(fields["recipient"])
         return verdict
 
-    async def _data(self, data: bytes) -> pb.Verdict:
+    async def _data(self, fields: dict[str, Any]) -> pb.Verdict:
         """Every event of the DATA stage in turn, each seeing the header changes and
         message meta of the ones before, until one does not continue."""
+        envelope = {"message_id": "test-message", "sender": self.sender,
+                    "recipients": self.recipients}  # fmt: skip
+        message = envelope | fields
+        data = message.pop("data", "")
+        data = data.encode() if isinstance(data, str) else data
         msg_meta: dict[str, str] = {}
         verdict = pb.Verdict(action=pb.ACTION_CONTINUE)
         for event in of_stage(Stage.DATA):
-            message = event.arguments(
-                message_id="test-message", sender=self.sender, recipients=self.recipients,
-                data=data, msg_meta=msg_meta,
-            )  # fmt: skip
-            verdict = await self.ask(event, message)
+            arguments = event.arguments(**message, data=data, msg_meta=msg_meta)
+            verdict = await self.ask(event, arguments)
             if verdict.action != pb.ACTION_CONTINUE:
                 break
             data = apply_header_changes(data, verdict.header_changes)

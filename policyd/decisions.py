@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from typing import IO
 
 from policy.addresses import join
-from policy.events import BY_NAME
+from policy.events import BY_NAME, EVENTS
 from policy.v1 import policy_pb2 as pb
 from policy.verdicts import ACTION_NAMES, MODE_NAMES
 
+# Events that log the EHLO domain themselves; the others log the session's.
+_LOGS_EHLO = frozenset(e.name for e in EVENTS if any(key == "ehlo" for key, _ in e.logged))
 FLUSH_INTERVAL = 0.1  # seconds a decision may wait in the buffer
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (C, fast)
 
@@ -49,7 +51,7 @@ def _inputs(request: pb.EvaluateRequest) -> str:
     session = request.session
     event = BY_NAME[request.event]  # the request was checked
     out = f', "peer": {_text(join(session.peer_ip, session.peer_port))}'
-    if session.ehlo_domain and event.field != "ehlo":
+    if session.ehlo_domain and event.name not in _LOGS_EHLO:
         out += f', "ehlo": {_text(session.ehlo_domain)}'
     arguments = getattr(request, event.field)
     for key, field in event.logged:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 
-from policy.events import AUTH_PLAIN
 from policy.ids import new_id
 from policy.v1 import policy_pb2 as pb
 from policyd import metrics
@@ -107,7 +106,7 @@ class Evaluator:
         fill(verdict, outcome)
         if outcome.action == "error":
             self._report_error(request, verdict, outcome)
-        dry_run = (self.dry_run or request.dry_run) and event is not AUTH_PLAIN
+        dry_run = (self.dry_run or request.dry_run) and event.dry_run
         if dry_run:
             verdict.dry_run = True
         if self.decisions is not None:

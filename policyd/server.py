@@ -140,7 +140,7 @@ class Server:
 
     def _bind(self, server: grpc.aio.Server) -> int:
         """Binds the listen address: TLS when configured, else plaintext (which
-        ServeConfig.validate allows only where it is safe)."""
+        ServeConfig allows only where it is safe)."""
         config, listen = self.config, str(self.config.listen)
         try:
             if config.tls_cert is not None and config.tls_key is not None:

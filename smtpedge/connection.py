@@ -13,9 +13,10 @@ commands:
   for the client, so answers to pipelined commands travel together (RFC 2920);
 - STARTTLS is `loop.start_tls` on the same socket; whatever the client sent
   in the clear after the STARTTLS line is discarded (CVE-2011-0411);
-- the idle clock: the session calls `active()` when a command it recognises
-  arrives or is answered; a client that is waited for longer than the idle
-  timeout since then gets `timed_out` (set by the session) called.
+- the idle clock: the session calls `active()` when it has answered a valid
+  command, and message data restarts it as it arrives; a client that is waited
+  for longer than the idle timeout since then gets `timed_out` (set by the
+  session) called.
 The session runs as one task per connection; a closed connection makes its
 next read raise Closed.
 """
@@ -210,6 +211,7 @@ class Connection(asyncio.Protocol):
                         parts.clear()
                 del buffer[:cut]
             await self._more()
+            self.active()  # a data block arrived (RFC 5321 4.5.3.2.5)
         size += end + 2
         if too_big or (size_limit and size > size_limit):
             del buffer[: end + 5]

@@ -170,6 +170,9 @@ class RelayDelivery:
         except UpstreamError as e:
             await state.upstream.close()
             return self._unavailable(session, e)
+        except BaseException:  # cancelled (the edge is stopping): the upstream is mid-DATA
+            state.upstream.abort()
+            raise
         await self.relay.release(state.upstream, clean=True)
         refused = [r for r in replies if not r.ok]
         log.info(
@@ -204,7 +207,7 @@ class RelayDelivery:
             await state.upstream.close()
 
     async def close(self) -> None:
-        for state in self._open.values():
+        states, self._open = list(self._open.values()), {}
+        for state in states:
             await state.upstream.close()
-        self._open.clear()
         await self.relay.close()

@@ -32,6 +32,7 @@ log = logging.getLogger("smtpedge.session")
 
 # What an event the policy has no handler for gets, without asking.
 NOT_HANDLED = pb.Verdict(action=pb.ACTION_CONTINUE)
+DATA_EVENTS = events.of_stage(Stage.DATA)  # in the order they fire
 AUTH_INVALID = Reply(("535 5.7.8 Authentication credentials invalid",))
 
 
@@ -164,7 +165,7 @@ class PolicyHandler:
         the Received header, then delivery, whose answer is the reply."""
         message_id = new_id()
         msg_meta: dict[str, str] = {}
-        for event in (events.DATA, events.MESSAGE_RECEIVED):
+        for event in DATA_EVENTS:
             arguments = event.arguments(
                 message_id=message_id,
                 sender=transaction.sender,

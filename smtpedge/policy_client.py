@@ -133,7 +133,7 @@ class PolicyClient:
     async def evaluate(self, request: pb.EvaluateRequest, timeout: float) -> pb.Verdict | None:
         deadline = time.monotonic() + timeout
         problem = "DEADLINE_EXCEEDED"
-        for connection in self._order()[: max(3, len(self.connections))]:
+        for connection in self._order():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

@@ -44,8 +44,14 @@ class UpstreamReply:
         return (*(f"{self.code}-{line}" for line in init), f"{self.code} {last}")
 
 
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
 def dot_stuff(message: bytes) -> bytes:
-    """The message as it goes after DATA: leading dots doubled, ended by CRLF . CRLF."""
+    """The message as it goes after DATA: every line ended by CRLF (a bare CR or LF
+    too, which RFC 5321 forbids, so no upstream can read one as the end of a line
+    and be smuggled a second message), leading dots doubled, ended by CRLF . CRLF."""
+    message = _LINE_END.sub(b"\r\n", message)
     if not message.endswith(b"\r\n"):
         message += b"\r\n"
     if message.startswith(b"."):
@@ -169,6 +175,12 @@ class Upstream:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def abort(self) -> None:
+        """Drops the connection at once (no await: for a transaction cut short)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.transport.abort()
 
 
 class Relay:

@@ -161,7 +161,7 @@ class EdgeServer:
             deadline = loop.time() + self.config.shutdown_grace
             while sessions.open and loop.time() < deadline:
                 await asyncio.sleep(0.05)
-            sessions.abort()
+            await sessions.abort()
         if self._policy is not None:
             await self._policy.close()
         if self._delivery is not None:

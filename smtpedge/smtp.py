@@ -11,10 +11,15 @@ Limits, at least as strict as aiosmtpd's:
 - command lines: 512 octets with their CRLF (RFC 5321 section 4.5.3.1.4);
   after EHLO, MAIL and RCPT 36 more (SIZE +26, RFC 1870; SMTPUTF8 +10, RFC
   6531); AUTH lines 12288 (RFC 4954). Longer: `500 5.5.2 Command line too long`.
-- per session, 5 unrecognised verbs and 100 malformed lines (line noise is
-  survived, a flood is not): past either, `502 5.5.1 Too many unrecognized
-  commands, goodbye.` and the connection is closed.
-- the idle clock restarts only with recognised commands, never with garbage.
+- per session, 5 unrecognised verbs and 100 invalid lines: malformed lines, and
+  known commands refused for their syntax or their place in the dialogue (5xx
+  from this state machine, not the policy's refusals). Line noise and a
+  confused client are survived, a flood is not: past either budget, `502 5.5.1
+  Too many unrecognized commands, goodbye.` and the connection is closed.
+- the idle clock restarts only with commands accepted as valid, never with
+  garbage or with commands refused as invalid; while a message is being sent,
+  each part of it that arrives restarts it (RFC 5321 4.5.3.2.5: a timeout per
+  data block, not for the whole transfer).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ COMMAND_LINE = 512
 PATH_LINE = COMMAND_LINE + 26 + 10
 AUTH_LINE = 12288
 UNRECOGNISED_LIMIT = 5
-MALFORMED_LIMIT = 100
+INVALID_LIMIT = 100
 NEED_TLS = frozenset({"MAIL", "RCPT", "DATA"})  # with --require-tls
 MECHANISMS = ("LOGIN", "PLAIN")
 
@@ -162,7 +167,8 @@ class SMTPSession:
         self.transaction: Transaction | None = None
         self.draining = False
         self._unrecognised = UNRECOGNISED_LIMIT
-        self._malformed = MALFORMED_LIMIT
+        self._invalid_left = INVALID_LIMIT
+        self._was_invalid = False  # the command being handled was refused as invalid
         self.task: asyncio.Task[None] | None = None  # the task running the session
         self._debug = log.isEnabledFor(logging.DEBUG)
         conn.timed_out = self._timed_out
@@ -227,7 +233,7 @@ class SMTPSession:
             self.conn.close()
 
     def _refuse(self, error: Refused) -> None:
-        self._say(_line(error.reply))
+        self._invalid(_line(error.reply))
 
     # Dispatch ------------------------------------------------------------------
 
@@ -240,25 +246,25 @@ class SMTPSession:
 
     async def _dispatch(self, line: bytes | None) -> None:
         if line is None:
-            self._malformed_line(TOO_LONG)
+            self._invalid(TOO_LONG)
             return
         try:
             verb, arg = commands.split(line)
         except Refused as e:
-            self._malformed_line(_line(e.reply))
+            self._invalid(_line(e.reply))
             return
         if len(line) + 2 > COMMAND_LINE and len(line) + 2 > self._limit(verb):
-            self._malformed_line(TOO_LONG)
+            self._invalid(TOO_LONG)
             return
         command = COMMANDS.get(verb)
         if command is None:
             self._unrecognised_verb(verb)
             return
         COMMAND_COUNTS[verb].inc()
-        self.conn.active()
         if self.settings.require_tls and not self.tls and verb in NEED_TLS:
-            self._say(MUST_STARTTLS)
+            self._invalid(MUST_STARTTLS)
             return
+        self._was_invalid = False
         try:
             await command(self, arg)
         except Closed:
@@ -266,12 +272,16 @@ class SMTPSession:
         except Exception:
             log.exception("command failed", extra=self.session.log_fields())
             self._say(self.settings.internal_error)
-        self.conn.active()
+        if not self._was_invalid:
+            self.conn.active()
 
-    def _malformed_line(self, reply: bytes) -> None:
-        self._malformed -= 1
-        if self._malformed < 0:
-            self._goodbye("malformed")
+    def _invalid(self, reply: bytes) -> None:
+        """A malformed line, or a command refused for its syntax or its place in the
+        dialogue: answered, and counted against the session's budget."""
+        self._was_invalid = True
+        self._invalid_left -= 1
+        if self._invalid_left < 0:
+            self._goodbye("invalid")
         else:
             self._say(reply)
 
@@ -298,7 +308,7 @@ class SMTPSession:
 
     async def _helo(self, arg: str | None) -> None:
         if not arg:
-            self._say(b"501 Syntax: HELO hostname\r\n")
+            self._invalid(b"501 Syntax: HELO hostname\r\n")
             return
         await self._end_transaction()
         self.extended = False
@@ -312,7 +322,7 @@ class SMTPSession:
 
     async def _ehlo(self, arg: str | None) -> None:
         if not arg:
-            self._say(b"501 Syntax: EHLO hostname\r\n")
+            self._invalid(b"501 Syntax: EHLO hostname\r\n")
             return
         await self._end_transaction()
         self.extended = True
@@ -339,14 +349,14 @@ class SMTPSession:
 
     async def _starttls(self, arg: str | None) -> None:
         if arg:
-            self._say(b"501 Syntax: STARTTLS\r\n")
+            self._invalid(b"501 Syntax: STARTTLS\r\n")
             return
         context = self.settings.starttls
         if context is None:
-            self._say(b"454 TLS not available\r\n")
+            self._invalid(b"454 TLS not available\r\n")
             return
         if self.tls:
-            self._say(b"503 5.5.1 Error: TLS already active\r\n")
+            self._invalid(b"503 5.5.1 Error: TLS already active\r\n")
             return
         self._say(b"220 Ready to start TLS\r\n")
         await self._end_transaction()
@@ -364,27 +374,32 @@ class SMTPSession:
 
     async def _auth(self, arg: str | None) -> None:
         if not self.greeted:
-            self._say(b"503 Error: send EHLO first\r\n")
+            self._invalid(b"503 Error: send EHLO first\r\n")
             return
         if not self.extended:
-            self._say(b"500 Error: command 'AUTH' not recognized\r\n")
+            self._invalid(b"500 Error: command 'AUTH' not recognized\r\n")
             return
         if not self.tls:
-            self._say(b"538 5.7.11 Encryption required for requested authentication mechanism\r\n")
+            self._invalid(
+                b"538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+            )
             return
         if self.authenticated:
-            self._say(b"503 Already authenticated\r\n")
+            self._invalid(b"503 Already authenticated\r\n")
+            return
+        if self.transaction is not None:  # RFC 4954 section 4
+            self._invalid(b"503 5.5.1 Error: AUTH not permitted during a mail transaction\r\n")
             return
         if not arg:
-            self._say(b"501 Not enough value\r\n")
+            self._invalid(b"501 Not enough value\r\n")
             return
         args = arg.split()
         if len(args) > 2:
-            self._say(b"501 Too many values\r\n")
+            self._invalid(b"501 Too many values\r\n")
             return
         mechanism = args[0].upper()
         if mechanism not in MECHANISMS or not self.hooks.offers_auth():
-            self._say(b"504 5.5.4 Unrecognized authentication type\r\n")
+            self._invalid(b"504 5.5.4 Unrecognized authentication type\r\n")
             return
         credentials = await self._credentials(mechanism, args[1] if len(args) == 2 else None)
         if credentials is None:
@@ -411,7 +426,7 @@ class SMTPSession:
                 return None
             parts = blob.split(b"\0")
             if len(parts) != 3:
-                self._say(b"501 5.5.2 Can't split auth value\r\n")
+                self._invalid(b"501 5.5.2 Can't split auth value\r\n")
                 return None
         else:
             username = await self._response(initial, b"Username:")
@@ -422,7 +437,7 @@ class SMTPSession:
         try:
             authz, authc, secret = (part.decode("utf-8") for part in parts)
         except UnicodeDecodeError:
-            self._say(b"501 5.5.2 Credentials are not valid UTF-8\r\n")
+            self._invalid(b"501 5.5.2 Credentials are not valid UTF-8\r\n")
             return None
         return authz, authc, secret
 
@@ -433,7 +448,7 @@ class SMTPSession:
             self._say(b"334 " + base64.b64encode(challenge) + b"\r\n")
             line = await self.conn.read_line(AUTH_LINE)
             if line is None:
-                self._say(b"500 5.5.6 Authentication Exchange line is too long\r\n")
+                self._invalid(b"500 5.5.6 Authentication Exchange line is too long\r\n")
                 return None
             answer = line.strip()
             if answer == b"*":
@@ -446,17 +461,17 @@ class SMTPSession:
         try:
             return base64.b64decode(answer, validate=True)
         except binascii.Error:
-            self._say(b"501 5.5.2 Can't decode base64\r\n")
+            self._invalid(b"501 5.5.2 Can't decode base64\r\n")
             return None
 
     # The transaction -------------------------------------------------------------
 
     async def _mail(self, arg: str | None) -> None:
         if not self.greeted:
-            self._say(SEND_HELO)
+            self._invalid(SEND_HELO)
             return
         if self.transaction is not None:
-            self._say(b"503 Error: nested MAIL command\r\n")
+            self._invalid(b"503 Error: nested MAIL command\r\n")
             return
         try:
             sender, params = commands.mail_from(
@@ -474,11 +489,11 @@ class SMTPSession:
 
     async def _rcpt(self, arg: str | None) -> None:
         if not self.greeted:
-            self._say(SEND_HELO)
+            self._invalid(SEND_HELO)
             return
         transaction = self.transaction
         if transaction is None:
-            self._say(b"503 Error: need MAIL command\r\n")
+            self._invalid(b"503 Error: need MAIL command\r\n")
             return
         try:
             recipient, params = commands.rcpt_to(arg, extended=self.extended)
@@ -497,14 +512,14 @@ class SMTPSession:
 
     async def _data(self, arg: str | None) -> None:
         if not self.greeted:
-            self._say(SEND_HELO)
+            self._invalid(SEND_HELO)
             return
         transaction = self.transaction
         if transaction is None or not transaction.recipients:
-            self._say(b"503 Error: need RCPT command\r\n")
+            self._invalid(b"503 Error: need RCPT command\r\n")
             return
         if arg:
-            self._say(b"501 Syntax: DATA\r\n")
+            self._invalid(b"501 Syntax: DATA\r\n")
             return
         self._say(b"354 End data with <CR><LF>.<CR><LF>\r\n")
         data = await self.conn.read_data(self.settings.max_message_size)
@@ -517,7 +532,7 @@ class SMTPSession:
 
     async def _rset(self, arg: str | None) -> None:
         if arg:
-            self._say(b"501 Syntax: RSET\r\n")
+            self._invalid(b"501 Syntax: RSET\r\n")
             return
         await self._end_transaction()
         self._say(OK)
@@ -529,22 +544,22 @@ class SMTPSession:
 
     async def _quit(self, arg: str | None) -> None:
         if arg:
-            self._say(b"501 Syntax: QUIT\r\n")
+            self._invalid(b"501 Syntax: QUIT\r\n")
             return
         self._say(b"221 Bye\r\n")
         self.conn.close()
 
     async def _vrfy(self, arg: str | None) -> None:
         if not arg:
-            self._say(b"501 Syntax: VRFY <address>\r\n")
+            self._invalid(b"501 Syntax: VRFY <address>\r\n")
             return
         if commands.vrfy_address(arg) is None:
-            self._say(_line(f"502 Could not VRFY {arg}"))
+            self._invalid(_line(f"502 Could not VRFY {arg}"))
             return
         self._say(b"252 Cannot VRFY user, but will accept message and attempt delivery\r\n")
 
     async def _expn(self, arg: str | None) -> None:
-        self._say(b"502 EXPN not implemented\r\n")
+        self._invalid(b"502 EXPN not implemented\r\n")
 
     async def _help(self, arg: str | None) -> None:
         if not arg:
@@ -555,7 +570,7 @@ class SMTPSession:
             text = SYNTAX[verb] + (SYNTAX_EXTENDED.get(verb, "") if self.extended else "")
             self._say(_line(f"250 Syntax: {text}"))
             return
-        self._say(_line(f"501 Supported commands: {self.settings.help}"))
+        self._invalid(_line(f"501 Supported commands: {self.settings.help}"))
 
 
 COMMANDS: dict[str, Command] = {
@@ -608,6 +623,11 @@ class Sessions:
         for smtp in list(self.open):
             smtp.shut_down()
 
-    def abort(self) -> None:
+    async def abort(self, timeout: float = 5.0) -> None:
+        """Closes every connection, and waits (within `timeout`) for their sessions
+        to have ended, transactions reset, so delivery can close after them."""
         for smtp in list(self.open):
             smtp.conn.abort()
+        tasks = [smtp.task for smtp in self.open if smtp.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)

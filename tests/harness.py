@@ -49,7 +49,8 @@ class ServerLoop:
 
 
 class Captured(logging.Handler):
-    """One program's log lines (its loggers start with `prefix`), as JSON objects."""
+    """One program's log lines (its loggers start with `prefix`), as JSON objects.
+    With two daemons (or edges) in one test, each sees the lines of both."""
 
     def __init__(self, prefix: str, level: str, extra_file: Path | None = None) -> None:
         super().__init__(level.upper())
@@ -104,11 +105,13 @@ class Servers:
         self._sockets = Path(tempfile.mkdtemp(prefix="harness-", dir="/tmp"))  # short paths
         root = logging.getLogger()
         self._level = root.level
-        root.setLevel(logging.DEBUG)
+        root.setLevel(logging.INFO)  # as the programs log by default (debug is slower)
 
     def _capture(self, prefix: str, params: dict[str, Any], extra: Path | None = None) -> Captured:
         handler = Captured(prefix, params.pop("log_level"), extra)
-        logging.getLogger().addHandler(handler)
+        root = logging.getLogger()
+        root.setLevel(min(root.level, handler.level))  # --log-level debug, for one
+        root.addHandler(handler)
         self._handlers.append(handler)
         return handler
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -15,6 +17,8 @@ from policy.addresses import Address
 from policy.options import ADDRESS_OR_UNIX, AddressType, Options
 from policy.v1 import policy_pb2 as pb
 from policyd import runtime
+from policyd.bridge import Bridge
+from policyd.evaluate import Evaluator
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicySource
 
@@ -112,15 +116,68 @@ def test_requests_built_from_a_row_carry_its_arguments() -> None:
     assert request.WhichOneof("args") == "rcpt_to" and request.rcpt_to.recipient == "b@example.com"
 
 
+ECHO_ARGUMENTS = r"""
+local function describe(v)
+  if type(v) ~= 'table' then return tostring(v) end
+  if v.email ~= nil then return 'address ' .. v.email end
+  if v.id ~= nil and v.recipient_list ~= nil then
+    return 'message ' .. v:id() .. ' from ' .. v:sender().email .. ' to ' .. #v:recipient_list()
+  end
+  if v.get_meta ~= nil then return 'conn_meta ' .. v:get_meta('edge_id') end
+  return 'list ' .. table.concat(v, ',')
+end
+local function echo(...)
+  local out = {}
+  for i = 1, select('#', ...) do out[i] = describe((select(i, ...))) end
+  kumo.reject(550, table.concat(out, ' | '))
+end
+"""
+
+# What each event's handler is given, in order: the Lua side of every row.
+HANDLER_ARGUMENTS: list[tuple[events.Event, dict[str, Any], str]] = [
+    (events.CONNECT, {}, "conn_meta edge-1"),
+    (
+        events.EHLO,
+        {"domain": "client.example", "extensions": ["8BITMIME", "SIZE 10"]},
+        "client.example | conn_meta edge-1 | list 8BITMIME,SIZE 10",
+    ),
+    (events.EHLO, {"domain": "client.example", "helo": True}, "client.example | conn_meta edge-1"),
+    (
+        events.AUTH_PLAIN,
+        {"authz": "z", "authc": "alice", "password": "pw"},
+        "z | alice | pw | conn_meta edge-1",
+    ),
+    (events.MAIL_FROM, {"sender": "a@example.com"}, "address a@example.com | conn_meta edge-1"),
+    (events.RCPT_TO, {"recipient": "b@example.net"}, "address b@example.net | conn_meta edge-1"),
+    *(
+        (
+            event,
+            {"message_id": "m1", "sender": "a@example.com", "recipients": ["b@x", "c@y"],
+             "data": b"Subject: s\r\n\r\n"},
+            "message m1 from a@example.com to 2 | conn_meta edge-1",
+        )
+        for event in (events.DATA, events.MESSAGE_RECEIVED)
+    ),
+]  # fmt: skip
+
+
 def test_every_event_in_the_table_has_its_lua_side(tmp_path: Path) -> None:
-    """kumo.lua gives each event of the table its handler arguments: a policy
-    with a handler for every event registers them all."""
+    """kumo.lua gives each event of the table its handler's arguments, in
+    KumoMTA's order: a handler that echoes them shows what it got."""
+    assert {event for event, _, _ in HANDLER_ARGUMENTS} == set(events.EVENTS)
     policy = tmp_path / "policy.lua"
     policy.write_text(
-        "".join(f"kumo.on('{event.name}', function() end)\n" for event in events.EVENTS)
+        ECHO_ARGUMENTS + "".join(f"kumo.on('{e.name}', echo)\n" for e in events.EVENTS)
     )
-    loaded = LuaPolicy(PolicySource.at(policy))
-    assert set(loaded.handled_events) == set(events.BY_NAME)
+    evaluator = Evaluator(LuaPolicy(PolicySource.at(policy)), Bridge())
+    for event, fields, expected in HANDLER_ARGUMENTS:
+        request = event.request(
+            event.arguments(**fields),
+            client=pb.Client(edge_id="edge-1", hostname="mx.test"),
+            session=pb.Session(id="s", peer_ip="192.0.2.1", peer_port=1),
+        )
+        verdict = asyncio.run(evaluator.evaluate(request))
+        assert (verdict.action, verdict.text) == (pb.ACTION_REJECT, expected), event.name
 
 
 def test_an_event_without_a_lua_side_stops_the_runtime(tmp_path: Path, monkeypatch) -> None:

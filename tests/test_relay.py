@@ -388,3 +388,30 @@ def test_no_upstream_connection_is_left_open_after_an_error(tmp_path, monkeypatc
         daemon.stop()
         upstream.close()
     assert "ResourceWarning" not in edge.log_path.read_text()
+
+
+def test_a_stop_with_relayed_transactions_open_ends_cleanly(relay) -> None:
+    """Sessions still in their transactions when the grace runs out are cut; the
+    edge waits for them to end before it closes the upstream connections, so it
+    stops with status 0, no error, and nothing half-sent is delivered upstream."""
+    import signal
+
+    upstream, port, edge = relay(edge_args=("--shutdown-grace", "0.5"))
+    clients = []
+    for n in range(3):
+        client = RawClient(port)
+        client.reply()
+        client.command(b"EHLO client.test")
+        assert client.command(b"MAIL FROM:<a@example.com>") == b"250 OK\r\n"
+        assert client.command(b"RCPT TO:<b%d@example.com>" % n) == b"250 OK\r\n"
+        if n:  # two of them in the middle of their message
+            assert client.command(b"DATA").startswith(b"354 ")
+            client.send(b"Subject: half\r\n")
+        clients.append(client)
+    edge.signal(signal.SIGTERM)
+    assert edge.popen.wait(10) == 0
+    log = edge.log_path.read_text()
+    assert "Traceback" not in log and '"level": "ERROR"' not in log
+    assert upstream.messages() == []
+    for client in clients:
+        client.close()

@@ -11,6 +11,7 @@ import pytest
 
 from smtpedge.commands import Refused, mail_from, rcpt_to, split, vrfy_address
 from smtpedge.connection import lines_fit, unstuff
+from smtpedge.relay import dot_stuff
 
 CONTROL = "500 5.5.2 Syntax error: control characters in command"
 NOT_UTF8 = "500 5.5.2 Syntax error: command is not valid UTF-8"
@@ -172,3 +173,21 @@ def test_unstuff(raw: bytes, message: bytes) -> None:
 )
 def test_lines_fit(raw: bytes, fits: bool) -> None:
     assert lines_fit(raw) is fits
+
+
+@pytest.mark.parametrize(
+    ("message", "sent"),
+    [
+        (b"", b"\r\n.\r\n"),
+        (b"a\r\nb\r\n", b"a\r\nb\r\n.\r\n"),
+        (b"a\r\nb", b"a\r\nb\r\n.\r\n"),
+        (b".a\r\n.\r\n..b\r\n", b"..a\r\n..\r\n...b\r\n.\r\n"),
+        # What the edge keeps inside a message (a bare LF never ends it there) must not
+        # end it at an upstream that takes bare LF for a line end: smuggling.
+        (b"x\n.\nMAIL FROM:<evil@x.example>\n", b"x\r\n..\r\nMAIL FROM:<evil@x.example>\r\n.\r\n"),
+        (b"x\r.\rRSET\r", b"x\r\n..\r\nRSET\r\n.\r\n"),
+    ],
+    ids=["empty", "lines", "no-final-crlf", "dots", "bare-lf", "bare-cr"],
+)
+def test_dot_stuffing_for_the_upstream(message: bytes, sent: bytes) -> None:
+    assert dot_stuff(message) == sent

@@ -117,7 +117,7 @@ class Edge:
     def close(self) -> None:
         async def stop() -> None:
             self.server.close()
-            self.sessions.abort()
+            await self.sessions.abort()
             await asyncio.sleep(0.05)
 
         self.run(stop())
@@ -209,7 +209,9 @@ def test_malformed_lines_end_the_session_after_a_hundred(edge) -> None:
     assert got == answered * 100 + b"502 5.5.1 Too many unrecognized commands, goodbye.\r\n"
 
 
-def test_known_commands_do_not_count_against_the_budgets(edge) -> None:
+def test_the_two_budgets_are_kept_apart(edge) -> None:
+    """A known command refused as invalid counts against the invalid-line budget,
+    not the unknown-verb one; a valid one counts against neither."""
     e = edge()
     with e.greeted() as client:
         for _ in range(3):
@@ -218,6 +220,56 @@ def test_known_commands_do_not_count_against_the_budgets(edge) -> None:
             assert client.command(b"NOOP") == b"250 OK\r\n"
         assert client.command(b"BOGUS").startswith(b"500 5.5.1 ")
         assert client.command(b"BOGUS") == b"502 5.5.1 Too many unrecognized commands, goodbye.\r\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "reply"),
+    [
+        (b"HELO", b"501 Syntax: HELO hostname\r\n"),
+        (b"RCPT TO:<b@example.com>", b"503 Error: need MAIL command\r\n"),
+        (b"MAIL FROM:a@", b"553 5.1.3 Error: malformed address\r\n"),
+        (b"DATA x", b"503 Error: need RCPT command\r\n"),
+        (b"VRFY", b"501 Syntax: VRFY <address>\r\n"),
+    ],
+    ids=["syntax", "sequence", "path", "data", "vrfy"],
+)
+def test_invalid_uses_of_known_commands_have_a_budget(edge, line: bytes, reply: bytes) -> None:
+    e = edge()
+    with e.greeted() as client:
+        client.send((line + b"\r\n") * 2000)
+        got = client.rest_until_close()
+    assert got == reply * 100 + b"502 5.5.1 Too many unrecognized commands, goodbye.\r\n"
+
+
+def test_invalid_commands_do_not_keep_a_session_alive(edge) -> None:
+    e = edge(idle_timeout=1.0)
+    with e.greeted() as client:
+        began = time.monotonic()  # the EHLO was the last valid command
+        for _ in range(4):  # at 0, 0.25, 0.5, 0.75 s: were they to count, 1.75 s
+            assert client.command(b"RCPT TO:<b@example.com>") == (
+                b"503 Error: need MAIL command\r\n"
+            )
+            time.sleep(0.25)
+        assert client.rest_until_close() == b"421 4.4.2 mx.test idle too long\r\n"
+        assert time.monotonic() - began < 1.4
+
+
+def test_a_message_still_arriving_is_not_idle(edge) -> None:
+    """RFC 5321 4.5.3.2.5: the timeout is per data block, so a message taking
+    longer than the idle timeout to arrive, line by line, is received whole."""
+    e = edge(idle_timeout=0.5)
+    with e.greeted() as client:
+        client.command(b"MAIL FROM:<a@example.com>")
+        client.command(b"RCPT TO:<b@example.com>")
+        assert client.command(b"DATA").startswith(b"354 ")
+        client.send(b"Subject: slow\r\n\r\n")
+        for n in range(8):  # 2 s in all, 0.25 s apart
+            time.sleep(0.25)
+            client.send(b"line %d\r\n" % n)
+        client.send(b".\r\n")
+        assert client.reply() == b"250 OK stored 1\r\n"
+    ((_, data),) = e.stub.messages
+    assert data == b"Subject: slow\r\n\r\n" + b"".join(b"line %d\r\n" % n for n in range(8))
 
 
 @pytest.mark.parametrize(
@@ -513,6 +565,17 @@ def test_auth_plain_and_login_over_tls(tls_edge) -> None:
             b"235 2.7.0 Authentication successful\r\n"
         )
         assert client.command(b"AUTH PLAIN") == b"503 Already authenticated\r\n"
+    with tls_client(e) as client:  # RFC 4954 section 4: not inside a transaction
+        client.command(b"STARTTLS")
+        client.secure()
+        client.command(b"EHLO client.test")
+        assert client.command(b"MAIL FROM:<a@b.example>") == b"250 OK\r\n"
+        assert client.command(b"AUTH PLAIN") == (
+            b"503 5.5.1 Error: AUTH not permitted during a mail transaction\r\n"
+        )
+        assert client.command(b"RSET") == b"250 OK\r\n"
+        assert client.command(b"AUTH PLAIN") == b"334 \r\n"
+        client.command(b"*")
     with tls_client(e) as client:
         client.command(b"STARTTLS")
         client.secure()
