@@ -17,7 +17,6 @@ import json
 import logging
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import click
 import uvloop
 
 from policy import logs
-from tests.procs import HOSTNAME
+from tests.procs import HOSTNAME, wait_for_line
 
 STARTUP_TIMEOUT = 30.0
 
@@ -66,17 +65,13 @@ class Captured(logging.Handler):
     def log_lines(self) -> list[dict[str, Any]]:
         lines = list(self.lines)
         if self.extra_file is not None and self.extra_file.exists():
-            lines += [json.loads(line) for line in self.extra_file.read_text().splitlines()]
+            text = self.extra_file.read_text()
+            complete = text[: text.rfind("\n") + 1]  # a line being written is not read yet
+            lines += [json.loads(line) for line in complete.splitlines()]
         return lines
 
     def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for entry in self.log_lines():
-                if match(entry):
-                    return entry
-            time.sleep(0.01)
-        raise TimeoutError(f"no matching {self.prefix} log line: {self.log_lines()}")
+        return wait_for_line(self.log_lines, match, timeout)
 
 
 def _params(command: click.Command, args: list[str]) -> dict[str, Any]:

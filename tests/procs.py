@@ -27,6 +27,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_line(
+    lines: Callable[[], list[dict[str, Any]]],
+    match: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    check: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """The first log line that matches, waiting up to `timeout` for it; `check`
+    raises when waiting is pointless (the program has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in lines():
+            if match(entry):
+                return entry
+        check()
+        time.sleep(0.02)
+    raise TimeoutError(f"no matching log line in: {lines()}")
+
+
 class Proc:
     """A child process whose JSON log lines (stderr) go to a file."""
 
@@ -51,18 +69,14 @@ class Proc:
         return out
 
     def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for entry in self.log_lines():
-                if match(entry):
-                    return entry
+        def alive() -> None:
             if self.popen.poll() is not None:
                 raise RuntimeError(
                     f"{self.args[2]} exited with {self.popen.returncode}:\n"
                     + self.log_path.read_text(errors="replace")
                 )
-            time.sleep(0.02)
-        raise TimeoutError(f"no matching log line from {self.args}:\n{self.log_path.read_text()}")
+
+        return wait_for_line(self.log_lines, match, timeout, alive)
 
     def wait_listening(self) -> str:
         return self.wait_for_log(lambda e: e.get("msg") == "listening")["address"]

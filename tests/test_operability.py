@@ -47,9 +47,10 @@ def mail(port: int, sender: bytes) -> bytes:
 
 
 def test_a_refused_session_can_be_traced_across_edge_and_daemon(stack_factory) -> None:
-    # Room for the handler's 50 ms sleep on a loaded machine.
-    stack = stack_factory(REJECTING, daemon_args=("--eval-timeout", "2"))
-    assert mail(stack.port, b"slow@blocked.example") == b"550 5.7.1 blocked sender\r\n"
+    # Room for the handler's 50 ms sleep on a loaded machine, at both ends.
+    stack = stack_factory(REJECTING, "--policy-timeout", "5", daemon_args=("--eval-timeout", "2"))
+    reply = mail(stack.port, b"slow@blocked.example")
+    assert reply == b"550 5.7.1 blocked sender\r\n", stack.edge.log_lines()
     (refused,) = [e for e in stack.edge.log_lines() if e.get("msg") == "refused"]
     (decision,) = decisions(stack.daemon, lambda d: d["decision_id"] == refused["decision_id"])
     assert decision["session_id"] == refused["session_id"]
