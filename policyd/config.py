@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policy.addresses import Address, ip_or_none
+from policy.checks import at_least, more_than_zero
 
 
 @dataclass(frozen=True)
@@ -81,28 +82,26 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         """ValueError for settings that cannot work together or are unsafe."""
-        positive = {
-            "--eval-timeout": self.limits.seconds,
-            "--eval-instructions": self.limits.instructions,
-            "--eval-slice": self.limits.slice,
-            "--max-memory": self.limits.memory,
-            "--max-message-size": self.max_message_size,
-            "--poll-interval": self.poll_interval,
-            "--redis-timeout": self.redis_timeout,
-            "--dns-timeout": self.dns_timeout,
-        }
-        for flag, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{flag} must be more than 0, got {value}")
-        at_least = {
-            "--shutdown-grace": (self.shutdown_grace, 0),
-            "--dns-cache-size": (self.dns_cache_size, 0),
-            "--overflow-workers": (self.overflow_workers, 1),
-            "--dns-attempts": (self.dns_attempts, 1),
-        }
-        for flag, (value, least) in at_least.items():
-            if value < least:
-                raise ValueError(f"{flag} must be at least {least}, got {value}")
+        more_than_zero(
+            {
+                "--eval-timeout": self.limits.seconds,
+                "--eval-instructions": self.limits.instructions,
+                "--eval-slice": self.limits.slice,
+                "--max-memory": self.limits.memory,
+                "--max-message-size": self.max_message_size,
+                "--poll-interval": self.poll_interval,
+                "--redis-timeout": self.redis_timeout,
+                "--dns-timeout": self.dns_timeout,
+            }
+        )
+        at_least(
+            {
+                "--shutdown-grace": (self.shutdown_grace, 0),
+                "--dns-cache-size": (self.dns_cache_size, 0),
+                "--overflow-workers": (self.overflow_workers, 1),
+                "--dns-attempts": (self.dns_attempts, 1),
+            }
+        )
         for server in self.dns_servers:
             if server.is_unix or ip_or_none(server.host) is None:
                 raise ValueError(f"--dns-server {server}: expected IP or IP:PORT")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import IO
 
 from policy.addresses import join
-from policy.events import BY_NAME, EVENTS
+from policy.events import EVENTS, Event
 from policy.v1 import policy_pb2 as pb
 from policy.verdicts import ACTION_NAMES, MODE_NAMES
 
@@ -45,11 +45,10 @@ class _Clock:
         return f"{self._prefix}.{int((now - second) * 1e6):06d}+00:00"
 
 
-def _inputs(request: pb.EvaluateRequest) -> str:
+def _inputs(request: pb.EvaluateRequest, event: Event) -> str:
     """What a reader needs to understand a decision, as the event table says;
     nothing secret or bulky (a bytes argument is recorded as its length)."""
     session = request.session
-    event = BY_NAME[request.event]  # the request was checked
     out = f', "peer": {_text(join(session.peer_ip, session.peer_port))}'
     if session.ehlo_domain and event.name not in _LOGS_EHLO:
         out += f', "ehlo": {_text(session.ehlo_domain)}'
@@ -69,6 +68,7 @@ def _inputs(request: pb.EvaluateRequest) -> str:
 
 def entry(
     request: pb.EvaluateRequest,
+    event: Event,
     verdict: pb.Verdict,
     seconds: float,
     identity: str | None,
@@ -83,7 +83,7 @@ def entry(
     )
     if identity is not None:
         line += f', "edge_cert": {_text(identity)}'
-    line += f', "event": {_text(request.event)}{_inputs(request)}'
+    line += f', "event": {_text(request.event)}{_inputs(request, event)}'
     line += f', "action": "{ACTION_NAMES.get(verdict.action, "unknown")}"'
     line += f', "revision": {_text(verdict.revision)}, "eval_ms": {round(seconds * 1000, 3)}'
     if verdict.action in (pb.ACTION_REJECT, pb.ACTION_DISCONNECT):
@@ -106,11 +106,12 @@ class DecisionLog:
     def record(
         self,
         request: pb.EvaluateRequest,
+        event: Event,
         verdict: pb.Verdict,
         seconds: float,
         identity: str | None = None,
     ) -> None:
-        self._out.write(entry(request, verdict, seconds, identity, self._clock))
+        self._out.write(entry(request, event, verdict, seconds, identity, self._clock))
         if not self._flush_pending:
             self._flush_pending = True
             try:

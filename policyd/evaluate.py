@@ -85,7 +85,7 @@ class Evaluator:
         if event.name not in self.handled:
             metrics.evaluations(event.name, "continue").inc()
             if self.decisions is not None:
-                self.decisions.record(request, verdict, 0.0, identity)
+                self.decisions.record(request, event, verdict, 0.0, identity)
             return verdict
         inputs = (
             predefined_meta(request, identity),
@@ -110,7 +110,7 @@ class Evaluator:
         if dry_run:
             verdict.dry_run = True
         if self.decisions is not None:
-            self.decisions.record(request, verdict, seconds, identity)
+            self.decisions.record(request, event, verdict, seconds, identity)
         return continue_instead(verdict) if dry_run else verdict
 
     def _report_error(

@@ -31,7 +31,35 @@ CONTROL = "500 5.5.2 Syntax error: control characters in command"
 NOT_UTF8 = "500 5.5.2 Syntax error: command is not valid UTF-8"
 EMPTY = "500 5.5.2 Syntax error: empty command"
 MALFORMED = "553 5.1.3 Error: malformed address"
-_PARAMETERS_SYNTAX = " [SP <mail-parameters>]"
+
+# Each command's syntax, as HELP gives it and a 501 repeats it; after EHLO, MAIL
+# and RCPT take parameters too.
+SYNTAX = {
+    "AUTH": "AUTH <mechanism>",
+    "DATA": "DATA",
+    "EHLO": "EHLO hostname",
+    "HELO": "HELO hostname",
+    "HELP": "HELP [command]",
+    "MAIL": "MAIL FROM: <address>",
+    "NOOP": "NOOP [ignored]",
+    "QUIT": "QUIT",
+    "RCPT": "RCPT TO: <address>",
+    "RSET": "RSET",
+    "STARTTLS": "STARTTLS",
+    "VRFY": "VRFY <address>",
+}
+_WITH_PARAMETERS = ("MAIL", "RCPT")
+
+
+def syntax(verb: str, extended: bool = False) -> str:
+    """A command's syntax; `extended`: after EHLO."""
+    if extended and verb in _WITH_PARAMETERS:
+        return SYNTAX[verb] + " [SP <mail-parameters>]"
+    return SYNTAX[verb]
+
+
+def syntax_error(verb: str, extended: bool = False) -> str:
+    return f"501 Syntax: {syntax(verb, extended)}"
 
 
 class Refused(Exception):
@@ -130,30 +158,27 @@ _PARAMETER = re.compile(r"[A-Z0-9][A-Z0-9-]*(?:=[^=\x00-\x20\x7f]+)?\Z")
 
 
 def _path_argument(
-    argument: str | None, keyword: str, syntax: str, extended: bool, *, null: bool
+    argument: str | None, verb: str, keyword: str, extended: bool, *, null: bool
 ) -> tuple[str, list[str]]:
     """`FROM:<path> params` / `TO:<path> params`: the address and the parameters."""
-    if extended:
-        syntax += _PARAMETERS_SYNTAX
+    error = syntax_error(verb, extended)
     if argument is None or argument[: len(keyword)].upper() != keyword:
-        raise Refused(syntax)
+        raise Refused(error)
     text = argument[len(keyword) :].lstrip()
     if not text:
-        raise Refused(syntax)
+        raise Refused(error)
     address, rest = parse_path(text, null=null, postmaster=not null)
     if not rest:
         return address, []
     if not extended:
-        raise Refused(syntax)  # parameters need EHLO
+        raise Refused(error)  # parameters need EHLO
     params = rest.upper().split()
     for param in params:
         if _PARAMETER.match(param) is None:
-            raise Refused(syntax)
+            raise Refused(error)
     return address, params
 
 
-MAIL_SYNTAX = "501 Syntax: MAIL FROM: <address>"
-RCPT_SYNTAX = "501 Syntax: RCPT TO: <address>"
 BAD_BODY = "501 Error: BODY can only be one of 7BIT, 8BITMIME"
 SMTPUTF8_VALUE = "501 Error: SMTPUTF8 takes no arguments"
 TOO_BIG = "552 5.3.4 Error: message size exceeds fixed maximum message size"
@@ -164,7 +189,7 @@ RCPT_UNKNOWN = "555 RCPT TO parameters not recognized or not implemented"
 def mail_from(argument: str | None, *, extended: bool, size_limit: int) -> tuple[str, list[str]]:
     """The sender ("" for the null path) and the parameters (upper case) of MAIL;
     `extended`: after EHLO (parameters allowed); `size_limit`: 0 for none."""
-    sender, params = _path_argument(argument, "FROM:", MAIL_SYNTAX, extended, null=True)
+    sender, params = _path_argument(argument, "MAIL", "FROM:", extended, null=True)
     if not params:
         return sender, params
     values = {keyword: (value if equals else None) for keyword, equals, value in
@@ -176,7 +201,7 @@ def mail_from(argument: str | None, *, extended: bool, size_limit: int) -> tuple
     if "SIZE" in values:
         size = values.pop("SIZE") or ""
         if not (size.isascii() and size.isdigit()):
-            raise Refused(MAIL_SYNTAX + _PARAMETERS_SYNTAX)
+            raise Refused(syntax_error("MAIL", extended=True))
         if size_limit and int(size) > size_limit:
             raise Refused(TOO_BIG)
     if values:
@@ -186,7 +211,7 @@ def mail_from(argument: str | None, *, extended: bool, size_limit: int) -> tuple
 
 def rcpt_to(argument: str | None, *, extended: bool) -> tuple[str, list[str]]:
     """The recipient and the parameters of RCPT (none are supported)."""
-    recipient, params = _path_argument(argument, "TO:", RCPT_SYNTAX, extended, null=False)
+    recipient, params = _path_argument(argument, "RCPT", "TO:", extended, null=False)
     if params:
         raise Refused(RCPT_UNKNOWN)
     return recipient, params

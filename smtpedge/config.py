@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from policy.addresses import Address
+from policy.checks import at_least, more_than_zero
 from policy.events import Stage
 
 STARTTLS_MODES = ("no", "opportunistic", "require")
@@ -120,16 +121,24 @@ class EdgeConfig:
             raise ValueError("--policy-tls-cert and --policy-tls-key go together")
         if not self.policy_servers:
             raise ValueError("at least one --policy-server is needed")
-        for name in ("max_message_size", "max_recipients", "policy_streams", "relay_pool"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} cannot be negative")
-        for name in ("max_connections", "max_recipients"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        timeouts = (self.policy_timeout, self.relay_timeout, self.idle_timeout,
-                    *self.stage_timeouts.values())  # fmt: skip
-        if any(seconds <= 0 for seconds in timeouts) or self.shutdown_grace < 0:
-            raise ValueError("timeouts must be more than 0 seconds")
+        at_least(
+            {
+                "--max-message-size": (self.max_message_size, 0),
+                "--policy-streams": (self.policy_streams, 0),
+                "--relay-pool": (self.relay_pool, 0),
+                "--shutdown-grace": (self.shutdown_grace, 0),
+                "--max-recipients": (self.max_recipients, 1),
+                "--max-connections": (self.max_connections, 1),
+            }
+        )
+        more_than_zero(
+            {
+                "--policy-timeout": self.policy_timeout,
+                "--relay-timeout": self.relay_timeout,
+                "--idle-timeout": self.idle_timeout,
+                **{f"--stage-timeout {s.value}": t for s, t in self.stage_timeouts.items()},
+            }
+        )
         plaintext = self.policy_tls_ca is None and self.policy_tls_cert is None
         if plaintext and not self.allow_plaintext:
             for endpoint in self.policy_servers:

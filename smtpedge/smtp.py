@@ -62,23 +62,6 @@ DATA_LINE_TOO_LONG = b"500 Line too long (see RFC5321 4.5.3.1.6)\r\n"
 MUST_STARTTLS = b"530 5.7.0 Must issue a STARTTLS command first\r\n"
 AUTH_OK = b"235 2.7.0 Authentication successful\r\n"
 
-# HELP's texts; STARTTLS only where it is offered.
-SYNTAX = {
-    "AUTH": "AUTH <mechanism>",
-    "DATA": "DATA",
-    "EHLO": "EHLO hostname",
-    "HELO": "HELO hostname",
-    "HELP": "HELP [command]",
-    "MAIL": "MAIL FROM: <address>",
-    "NOOP": "NOOP [ignored]",
-    "QUIT": "QUIT",
-    "RCPT": "RCPT TO: <address>",
-    "RSET": "RSET",
-    "STARTTLS": "STARTTLS",
-    "VRFY": "VRFY <address>",
-}
-SYNTAX_EXTENDED = {"MAIL": " [SP <mail-parameters>]", "RCPT": " [SP <mail-parameters>]"}
-
 
 class Hooks(Protocol):
     """What the state machine asks its handler (handler.py). A hook returns
@@ -133,8 +116,9 @@ class Settings:
             "8BITMIME",
             "SMTPUTF8",
         )
-        verbs = sorted(v for v in SYNTAX if v != "STARTTLS" or starttls is not None)
-        self.help = " ".join(verbs)
+        # HELP's commands: STARTTLS only where it is offered.
+        self.help_verbs = frozenset(v for v in commands.SYNTAX if v != "STARTTLS" or starttls)
+        self.help = " ".join(sorted(self.help_verbs))
         self._ehlo: dict[tuple[str, ...], bytes] = {}
 
     def ehlo_answer(self, extensions: list[str]) -> bytes:
@@ -160,7 +144,6 @@ class SMTPSession:
         self.hooks = hooks
         self.settings = settings
         self.session = session
-        self.tls = conn.secure
         self.greeted = False
         self.extended = False  # EHLO rather than HELO
         self.authenticated = False
@@ -172,6 +155,11 @@ class SMTPSession:
         self.task: asyncio.Task[None] | None = None  # the task running the session
         self._debug = log.isEnabledFor(logging.DEBUG)
         conn.timed_out = self._timed_out
+
+    @property
+    def tls(self) -> bool:
+        """A TLS listener, or STARTTLS done: the connection knows."""
+        return self.conn.secure
 
     async def run(self) -> None:
         conn = self.conn
@@ -235,6 +223,9 @@ class SMTPSession:
     def _refuse(self, error: Refused) -> None:
         self._invalid(_line(error.reply))
 
+    def _syntax_error(self, verb: str) -> None:
+        self._invalid(_SYNTAX_ERRORS[verb])
+
     # Dispatch ------------------------------------------------------------------
 
     def _limit(self, verb: str) -> int:
@@ -251,7 +242,7 @@ class SMTPSession:
         try:
             verb, arg = commands.split(line)
         except Refused as e:
-            self._invalid(_line(e.reply))
+            self._refuse(e)
             return
         if len(line) + 2 > COMMAND_LINE and len(line) + 2 > self._limit(verb):
             self._invalid(TOO_LONG)
@@ -308,7 +299,7 @@ class SMTPSession:
 
     async def _helo(self, arg: str | None) -> None:
         if not arg:
-            self._invalid(b"501 Syntax: HELO hostname\r\n")
+            self._syntax_error("HELO")
             return
         await self._end_transaction()
         self.extended = False
@@ -322,7 +313,7 @@ class SMTPSession:
 
     async def _ehlo(self, arg: str | None) -> None:
         if not arg:
-            self._invalid(b"501 Syntax: EHLO hostname\r\n")
+            self._syntax_error("EHLO")
             return
         await self._end_transaction()
         self.extended = True
@@ -349,7 +340,7 @@ class SMTPSession:
 
     async def _starttls(self, arg: str | None) -> None:
         if arg:
-            self._invalid(b"501 Syntax: STARTTLS\r\n")
+            self._syntax_error("STARTTLS")
             return
         context = self.settings.starttls
         if context is None:
@@ -366,7 +357,6 @@ class SMTPSession:
             log.info("tls handshake failed", extra={**self.session.log_fields(), "error": repr(e)})
             raise Closed from e
         # RFC 3207: the client starts over, and nothing it said before counts.
-        self.tls = True
         self.greeted = self.extended = False
         self.session.secured(self.conn.transport.get_extra_info("ssl_object"))
         self.session.greeted(None)
@@ -519,7 +509,7 @@ class SMTPSession:
             self._invalid(b"503 Error: need RCPT command\r\n")
             return
         if arg:
-            self._invalid(b"501 Syntax: DATA\r\n")
+            self._syntax_error("DATA")
             return
         self._say(b"354 End data with <CR><LF>.<CR><LF>\r\n")
         data = await self.conn.read_data(self.settings.max_message_size)
@@ -532,7 +522,7 @@ class SMTPSession:
 
     async def _rset(self, arg: str | None) -> None:
         if arg:
-            self._invalid(b"501 Syntax: RSET\r\n")
+            self._syntax_error("RSET")
             return
         await self._end_transaction()
         self._say(OK)
@@ -544,14 +534,14 @@ class SMTPSession:
 
     async def _quit(self, arg: str | None) -> None:
         if arg:
-            self._invalid(b"501 Syntax: QUIT\r\n")
+            self._syntax_error("QUIT")
             return
         self._say(b"221 Bye\r\n")
         self.conn.close()
 
     async def _vrfy(self, arg: str | None) -> None:
         if not arg:
-            self._invalid(b"501 Syntax: VRFY <address>\r\n")
+            self._syntax_error("VRFY")
             return
         if commands.vrfy_address(arg) is None:
             self._invalid(_line(f"502 Could not VRFY {arg}"))
@@ -566,9 +556,8 @@ class SMTPSession:
             self._say(_line(f"250 Supported commands: {self.settings.help}"))
             return
         verb = arg.upper()
-        if verb in SYNTAX and (verb != "STARTTLS" or self.settings.starttls is not None):
-            text = SYNTAX[verb] + (SYNTAX_EXTENDED.get(verb, "") if self.extended else "")
-            self._say(_line(f"250 Syntax: {text}"))
+        if verb in self.settings.help_verbs:
+            self._say(_line(f"250 Syntax: {commands.syntax(verb, self.extended)}"))
             return
         self._invalid(_line(f"501 Supported commands: {self.settings.help}"))
 
@@ -588,6 +577,7 @@ COMMANDS: dict[str, Command] = {
     "EXPN": SMTPSession._expn,
     "HELP": SMTPSession._help,
 }
+_SYNTAX_ERRORS = {verb: _line(commands.syntax_error(verb)) for verb in commands.SYNTAX}
 COMMAND_COUNTS = {verb: metrics.COMMANDS.labels(verb) for verb in (*COMMANDS, "UNKNOWN")}
 _REFUSED = metrics.CONNECTIONS_REFUSED.labels("max_connections")
 

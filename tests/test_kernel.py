@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from lupa import lua54
 
-from policy import addresses, events
+from policy import addresses, checks, events
 from policy.addresses import Address
 from policy.options import ADDRESS_OR_UNIX, AddressType, Options
 from policy.v1 import policy_pb2 as pb
@@ -212,3 +212,33 @@ def test_options_take_their_environment_variable_from_the_flag() -> None:
     bad = CliRunner().invoke(command, ["--policy-server", "::1:5"])
     assert bad.exit_code == 2
     assert "IPv6 addresses need brackets before a port: [::1]:5" in bad.output
+
+
+def test_number_checks_name_the_flag() -> None:
+    checks.at_least({"--workers": (1, 1), "--grace": (0, 0)})
+    checks.more_than_zero({"--timeout": 0.1})
+    with pytest.raises(ValueError, match=r"^--grace must be at least 0, got -1$"):
+        checks.at_least({"--workers": (1, 1), "--grace": (-1, 0)})
+    with pytest.raises(ValueError, match=r"^--timeout must be more than 0, got 0$"):
+        checks.more_than_zero({"--timeout": 0})
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("policyd", ["--policy", "p.lua", "--eval-timeout", "0"], "--eval-timeout must be more"),
+        ("policyd", ["--policy", "p.lua", "--shutdown-grace", "-1"], "--shutdown-grace must be"),
+        ("smtpedge", ["--idle-timeout", "0"], "--idle-timeout must be more than 0, got 0.0"),
+        ("smtpedge", ["--stage-timeout", "mail=0"], "--stage-timeout mail must be more than 0"),
+    ],
+)
+def test_both_programs_refuse_numbers_that_cannot_work(
+    command: str, args: list[str], message: str
+) -> None:
+    from policyd.cli import main as policyd_main
+    from smtpedge.cli import main as smtpedge_main
+
+    main = policyd_main if command == "policyd" else smtpedge_main
+    result = CliRunner().invoke(main, ["serve", *args])
+    assert result.exit_code == 2  # a usage error: nothing was started
+    assert message in result.output
