@@ -304,7 +304,7 @@ local HEADER_NAME = '^[!-9;-~]+$'
 
 -- Splits the header section into fields (each with its line endings and
 -- continuation lines) and the rest (the blank line and the body). The edge
--- applies header changes by the same rules (proto/policy/v1/headers.py).
+-- applies header changes by the same rules (policy/v1/headers.py).
 local function split_headers(data)
   local fields, pos, len = {}, 1, #data
   while pos <= len do
