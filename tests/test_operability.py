@@ -64,8 +64,9 @@ def test_a_refused_session_can_be_traced_across_edge_and_daemon(stack_factory) -
     )
     assert decision["mode"] == "If421"
     assert decision["edge_id"] == "mx.test" and decision["peer"].startswith("127.0.0.1:")
-    # In milliseconds, host calls included: the handler slept 50 ms of its 2,000.
-    assert 50 <= decision["eval_ms"] < 2000
+    # In milliseconds, host calls included: the handler slept 50 ms of its 2,000
+    # (the event loop's timers keep milliseconds, so the sleep may end a little early).
+    assert 49 <= decision["eval_ms"] < 2000
     assert refused["reply"] == ["550 5.7.1 blocked sender"]
 
 
