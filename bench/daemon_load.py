@@ -9,7 +9,8 @@ measures the latency per decision at a given rate. The requests are a typical
 MAIL FROM. By default they go over one Stream call from a lean client (no
 per-request tasks or futures), so the daemon is what is measured; `--client
 edge` uses the edge's own policy client instead, `--client unary` one unary
-call per request.
+call per request. With `--pid` the result also has that process's CPU seconds
+over the measured loop alone (not the warm-up), for CPU per decision.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import json
 import time
 
 import grpc
+import psutil
 
+from bench.stacks import cpu_seconds
 from policy import addresses
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
@@ -152,16 +155,21 @@ async def main_async(args: argparse.Namespace) -> dict:
     await warm.closed_loop(4, 0.5)
     await warm.close()
     load = await client()
+    daemon = psutil.Process(args.pid) if args.pid else None
+    cpu = cpu_seconds(daemon) if daemon is not None else 0.0
     began = time.perf_counter()
     if args.rate:
         await load.open_loop(args.rate, args.seconds)
     else:
         await load.closed_loop(args.concurrency, args.seconds)
     elapsed = time.perf_counter() - began
+    if daemon is not None:
+        cpu = cpu_seconds(daemon) - cpu
     await load.close()
     latencies = sorted(load.latencies)
     return {
         "client": args.client,
+        "daemon_cpu_seconds": cpu,
         "decisions": len(latencies),
         "seconds": elapsed,
         "per_second": len(latencies) / elapsed,
@@ -177,6 +185,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--client", choices=["lean", "edge", "unary"], default="lean")
+    parser.add_argument("--pid", type=int, default=0, help="the daemon's, to read its CPU")
     args = parser.parse_args()
     try:
         import uvloop

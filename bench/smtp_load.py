@@ -1,24 +1,58 @@
 """SMTP load and latency measurement against a running server.
 
-Load comes from Postfix's `smtp-source` (C, cheap on the CPU we are measuring):
-whole transactions, one connection each (banner, EHLO, MAIL, RCPT, DATA, QUIT).
-Transaction latency under that load comes from a probe: one more client running
-sequential transactions beside it and timing each. Idle per-command latency is
-timed on a single connection with nothing else running.
+The light load comes from Postfix's `smtp-source` (C, cheap on the CPU we are
+measuring): whole transactions, one connection each (banner, EHLO, MAIL, RCPT,
+DATA, QUIT). Transaction latency under that load comes from a probe: one more
+client running sequential transactions beside it and timing each. The
+CPU-saturating load is bench/py_load.py. Idle per-command latency is timed on a
+single connection with nothing else running.
 """
 
 from __future__ import annotations
 
+import resource
 import shutil
 import socket
 import statistics
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 from tests.smtpclient import RawClient
 
 MESSAGE_BYTES = 1024
+# What the probe and the Python load send after DATA: 1 KiB and the final dot.
+MESSAGE = b"Subject: load\r\n\r\n" + (b"x" * 62 + b"\r\n") * (MESSAGE_BYTES // 64) + b"."
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """What one run of a load shape did, as its generator saw it."""
+
+    transactions: int
+    seconds: float
+    latency_ms: list[float]  # whole transactions (the probe's, under the light load)
+    load_cpu_seconds: float  # the load generator's own CPU
+
+
+def children_cpu_seconds() -> float:
+    """CPU of the child processes this process has waited for (the load generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def light_load(port: int, messages: int, sessions: int) -> LoadRun:
+    """smtp-source with the probe beside it; the probe's transactions count too."""
+    before = children_cpu_seconds()
+    with Probe(port) as probe:
+        seconds = smtp_source(port, messages, sessions)
+    return LoadRun(
+        messages + len(probe.seconds),
+        seconds,
+        [round(s * 1000, 3) for s in probe.seconds],
+        children_cpu_seconds() - before,
+    )
 
 
 def smtp_source(port: int, messages: int, sessions: int) -> float:
@@ -44,7 +78,7 @@ def transaction(port: int) -> float:
             b"MAIL FROM:<probe@source.example>",
             b"RCPT TO:<rcpt@example.com>",
             b"DATA",
-            b"Subject: probe\r\n\r\n" + (b"x" * 62 + b"\r\n") * (MESSAGE_BYTES // 64) + b".",
+            MESSAGE,
             b"QUIT",
         ):
             reply = client.reply() if line is None else client.command(line)
