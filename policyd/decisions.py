@@ -14,13 +14,14 @@ import asyncio
 import json
 import sys
 import time
-from datetime import UTC, datetime
-from typing import IO
+from collections.abc import Mapping
+from typing import IO, Any
 
-from policy.addresses import join
 from policy.events import EVENTS, Event
+from policy.logs import Timestamps
 from policy.v1 import policy_pb2 as pb
 from policy.verdicts import ACTION_NAMES, MODE_NAMES
+from policyd.inputs import Inputs
 
 # Events that log the EHLO domain themselves; the others log the session's.
 _LOGS_EHLO = frozenset(e.name for e in EVENTS if any(key == "ehlo" for key, _ in e.logged))
@@ -28,65 +29,54 @@ FLUSH_INTERVAL = 0.1  # seconds a decision may wait in the buffer
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (C, fast)
 
 
-class _Clock:
-    """ISO 8601 UTC timestamps with microseconds; the part up to the second is
-    formatted once per second (this runs for every decision)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def now(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{int((now - second) * 1e6):06d}+00:00"
-
-
-def _inputs(request: pb.EvaluateRequest, event: Event) -> str:
+def _inputs(fixed: Mapping[str, Any], args: Mapping[str, Any], event: Event) -> str:
     """What a reader needs to understand a decision, as the event table says;
-    nothing secret or bulky (a bytes argument is recorded as its length)."""
-    session = request.session
-    out = f', "peer": {_text(join(session.peer_ip, session.peer_port))}'
-    if session.ehlo_domain and event.name not in _LOGS_EHLO:
-        out += f', "ehlo": {_text(session.ehlo_domain)}'
-    arguments = getattr(request, event.field)
+    nothing secret or bulky (a bytes argument is recorded as its length). Read
+    from the handler's inputs, which the evaluation has built already."""
+    out = f', "peer": {_text(fixed["received_from"])}'
+    ehlo = fixed.get("ehlo_domain")
+    if ehlo and event.name not in _LOGS_EHLO:
+        out += f', "ehlo": {_text(ehlo)}'
     for key, field in event.logged:
-        value = getattr(arguments, field)
+        value = args.get(field, ())
         if isinstance(value, str):
             out += f', "{key}": {_text(value)}'
         elif isinstance(value, bytes):
             out += f', "{key}": {len(value)}'
         else:
             out += f', "{key}": [{", ".join(_text(item) for item in value)}]'
-    if session.HasField("auth"):
-        out += f', "authn_id": {_text(session.auth.authn_id)}'
+    authn_id = fixed.get("authn_id")
+    if authn_id is not None:
+        out += f', "authn_id": {_text(authn_id)}'
     return out
+
+
+_ACTIONS = {number: f'"{name}"' for number, name in ACTION_NAMES.items()}
+_UNKNOWN = '"unknown"'
+_REFUSALS = (pb.ACTION_REJECT, pb.ACTION_DISCONNECT)
 
 
 def entry(
     request: pb.EvaluateRequest,
     event: Event,
+    inputs: Inputs,
     verdict: pb.Verdict,
     seconds: float,
     identity: str | None,
-    clock: _Clock,
+    timestamps: Timestamps,
 ) -> str:
     """One decision as a line of JSON (built directly: it is written for every verdict)."""
-    ts = clock.now()
+    fixed, _, args = inputs
+    cert = "" if identity is None else f', "edge_cert": {_text(identity)}'
     line = (
-        f'{{"ts": "{ts}", "decision_id": {_text(verdict.decision_id)}'
+        f'{{"ts": "{timestamps.iso(time.time())}", "decision_id": "{verdict.decision_id}"'
         f', "session_id": {_text(request.session.id)}'
-        f', "edge_id": {_text(request.client.edge_id)}'
+        f', "edge_id": {_text(request.client.edge_id)}{cert}'
+        f', "event": "{event.name}"{_inputs(fixed, args, event)}'
+        f', "action": {_ACTIONS.get(verdict.action, _UNKNOWN)}'
+        f', "revision": "{verdict.revision}", "eval_ms": {seconds * 1000:.3f}'
     )
-    if identity is not None:
-        line += f', "edge_cert": {_text(identity)}'
-    line += f', "event": {_text(request.event)}{_inputs(request, event)}'
-    line += f', "action": "{ACTION_NAMES.get(verdict.action, "unknown")}"'
-    line += f', "revision": {_text(verdict.revision)}, "eval_ms": {round(seconds * 1000, 3)}'
-    if verdict.action in (pb.ACTION_REJECT, pb.ACTION_DISCONNECT):
+    if verdict.action in _REFUSALS:
         mode = MODE_NAMES.get(verdict.mode)
         line += f', "code": {verdict.code}, "text": {_text(verdict.text)}'
         line += f', "mode": {_text(mode) if mode else "null"}'
@@ -101,17 +91,18 @@ class DecisionLog:
     def __init__(self, target: str = "-") -> None:
         self._out: IO[str] = sys.stdout if target == "-" else open(target, "a", buffering=1 << 16)  # noqa: SIM115
         self._flush_pending = False
-        self._clock = _Clock()
+        self._timestamps = Timestamps()
 
     def record(
         self,
         request: pb.EvaluateRequest,
         event: Event,
+        inputs: Inputs,
         verdict: pb.Verdict,
         seconds: float,
         identity: str | None = None,
     ) -> None:
-        self._out.write(entry(request, event, verdict, seconds, identity, self._clock))
+        self._out.write(entry(request, event, inputs, verdict, seconds, identity, self._timestamps))
         if not self._flush_pending:
             self._flush_pending = True
             try:

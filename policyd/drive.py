@@ -12,10 +12,8 @@ from typing import Any, Protocol
 
 from policyd.bridge import Bridge
 from policyd.hostcalls import BridgeError, deadline
+from policyd.inputs import Inputs
 from policyd.runtime import LuaPolicy, Outcome, Pending
-
-# What a handler is given: predefined conn_meta, what the session set, the event's arguments.
-Inputs = tuple[dict[str, Any], dict[str, str] | None, dict[str, Any]]
 
 
 class Lane(Protocol):

@@ -82,16 +82,16 @@ class Evaluator:
             decision_id=new_id(),
             action=pb.ACTION_CONTINUE,
         )
-        if event.name not in self.handled:
-            metrics.evaluations(event.name, "continue").inc()
-            if self.decisions is not None:
-                self.decisions.record(request, event, verdict, 0.0, identity)
-            return verdict
         inputs = (
             predefined_meta(request, identity),
             session_meta(request),
             event_args(request, event),
         )
+        if event.name not in self.handled:
+            metrics.evaluations(event.name, "continue").inc()
+            if self.decisions is not None:
+                self.decisions.record(request, event, inputs, verdict, 0.0, identity)
+            return verdict
         limit = self.limits.seconds
         began = time.monotonic()
         outcome = await drive(self._inline, self.bridge, event.name, inputs, limit, self._slice)
@@ -110,7 +110,7 @@ class Evaluator:
         if dry_run:
             verdict.dry_run = True
         if self.decisions is not None:
-            self.decisions.record(request, event, verdict, seconds, identity)
+            self.decisions.record(request, event, inputs, verdict, seconds, identity)
         return continue_instead(verdict) if dry_run else verdict
 
     def _report_error(

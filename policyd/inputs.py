@@ -12,6 +12,9 @@ from policy.addresses import join
 from policy.events import ARGUMENT_TYPES, Event
 from policy.v1 import policy_pb2 as pb
 
+# What a handler is given: predefined conn_meta, what the session set, the event's arguments.
+Inputs = tuple[dict[str, Any], dict[str, str] | None, dict[str, Any]]
+
 # Keys only the daemon may state: they come from what it verified itself.
 VERIFIED_KEYS = ("edge_cert_subject",)
 
@@ -19,6 +22,8 @@ VERIFIED_KEYS = ("edge_cert_subject",)
 def session_meta(request: pb.EvaluateRequest) -> dict[str, str] | None:
     """The metadata the policy set earlier in the session, as the edge sent it back
     (less anything claiming what only the daemon can verify)."""
+    if not request.conn_meta:
+        return None
     meta = dict(request.conn_meta)
     for key in VERIFIED_KEYS:
         meta.pop(key, None)
@@ -29,7 +34,7 @@ def predefined_meta(request: pb.EvaluateRequest, identity: str | None = None) ->
     """The conn_meta keys every session has, from the request's facts (and the
     edge's verified certificate name, when it called over mutual TLS)."""
     client, session = request.client, request.session
-    meta = dict(client.labels)
+    meta = dict(client.labels) if client.labels else {}
     if identity is not None:
         meta["edge_cert_subject"] = identity
     meta["reception_protocol"] = "ESMTP"
