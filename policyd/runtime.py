@@ -260,7 +260,10 @@ class LuaPolicy:
 
 
 def _outcome(result: Any) -> Outcome:
-    """A finished evaluation's Lua table (named fields, only those that apply) as an Outcome."""
+    """A finished evaluation's Lua table (named fields, only those that apply), or
+    just 'continue', as an Outcome."""
+    if result == "continue":
+        return Outcome("continue")
     fields = dict(result.items())
     for name in ("meta", "msg_meta"):
         if name in fields:

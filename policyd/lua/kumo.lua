@@ -486,10 +486,11 @@ for _, event in ipairs(host.events) do
 end
 
 -- The body of an evaluation's coroutine: runs the handler and returns what it
--- decided as a table with named fields (only those that apply are set):
--- action ('continue', 'reject', 'disconnect' or 'error'), code, text, mode,
--- error, meta (conn_meta changes), headers (header changes), extensions (a
--- replaced EHLO list), auth (the AUTH answer), msg_meta (message meta changes).
+-- decided: the string 'continue' when that is all, else a table with named
+-- fields (only those that apply are set): action ('continue', 'reject',
+-- 'disconnect' or 'error'), code, text, mode, error, meta (conn_meta changes),
+-- headers (header changes), extensions (a replaced EHLO list), auth (the AUTH
+-- answer), msg_meta (message meta changes).
 local function call(handler, msg, ...)
   local ok, result = xpcall(handler, on_error, ...)
   return ok, result, msg
@@ -504,6 +505,9 @@ local function run(event, fixed, raw, args)
     local extensions, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
     if err then return { action = 'error', error = err } end
+    if not (conn.changed or headers or extensions or result == true or msg_meta) then
+      return 'continue'  -- the common outcome, as a string: no table to build and read back
+    end
     return { action = 'continue', meta = conn.changed, headers = headers,
              extensions = extensions, auth = result == true, msg_meta = msg_meta }
   end
@@ -539,6 +543,7 @@ local function report(co, ctx, event, ok, first, ...)
   if not ok then
     return 'done', { action = 'error', error = located(event, tostring(first)) }
   end
+  if first == 'continue' then return 'done', first end
   if first.action == 'error' then
     first.error = located(event, first.error)
   elseif first.text then
