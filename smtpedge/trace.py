@@ -12,12 +12,19 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 _UNSAFE = re.compile(r"[^!-~]")  # anything but printable ASCII, no spaces
 
 
 def _token(text: str) -> str:
     return _UNSAFE.sub("_", text) or "unknown"
+
+
+@lru_cache(maxsize=2)
+def _date(when: datetime) -> str:
+    """RFC 5322's date, to the second: formatted once per second, not per message."""
+    return format_datetime(when)
 
 
 def protocol(esmtp: bool, tls: bool, authenticated: bool) -> str:
@@ -41,7 +48,7 @@ def received_header(
         f"Received: from {_token(ehlo or '')} ([{literal}])",
         f"\tby {_token(hostname)} (smtpedge) with {protocol} id {message_id}",
     ]
-    date = format_datetime(when)
+    date = _date(when.replace(microsecond=0))
     if len(recipients) == 1:
         lines.append(f"\tfor <{recipients[0]}>; {date}")
     else:
