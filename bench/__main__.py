@@ -16,11 +16,14 @@ writes result.json, table.md and chart.png to --out. In one run:
 - the latency a policy call adds to one SMTP command on an idle system, beside
   the floor: a bare grpc.aio stream round trip;
 - the daemon alone: decisions per second at several concurrency levels with the
-  daemon's CPU per decision, and the latency per decision at a fixed rate;
+  daemon's CPU per decision, and the latency per decision at a fixed rate; and,
+  in process, what the decision log costs per decision;
 - memory: the edge holding many idle connections, the daemon with the example
   policy.
 
-`--steps` takes the fast path apart; `--profile` samples edge and daemon with
+`--steps` takes the fast path apart; `--against TREE` runs edge + daemon from
+another checkout (`git worktree add`) interleaved with this one's, for a before
+and after in one run; `--profile` samples edge and daemon with
 py-spy under the saturating load and writes profile.md.
 """
 
@@ -33,7 +36,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ import psutil
 
 from bench import grpc_floor, machine, report
 from bench.chart import chart
+from bench.decision_cost import decision_cost
 from bench.profile import profile
 from bench.smtp_load import command_latency, hold_connections, percentile
 from bench.stacks import POLICIES, Config, Stack, production_daemon, rss_mb
@@ -64,6 +68,7 @@ class Scale:
     concurrency: tuple[int, ...]
     idle_connections: int
     profile_seconds: float
+    in_process_decisions: int  # per repeat, for the decision log's own cost
 
     def shapes(self) -> list[Shape]:
         return shapes(self.light_messages, self.saturating_messages, self.saturating_seconds)
@@ -82,6 +87,7 @@ FULL = Scale(
     concurrency=(1, 8, 32, 128, 512),
     idle_connections=2000,
     profile_seconds=20.0,
+    in_process_decisions=20000,
 )
 SMOKE = Scale(
     rounds=1,
@@ -95,6 +101,7 @@ SMOKE = Scale(
     concurrency=(1, 8),
     idle_connections=50,
     profile_seconds=3.0,
+    in_process_decisions=500,
 )
 
 # The first configuration is the ceiling every one is compared with: bare
@@ -103,12 +110,13 @@ SMOKE = Scale(
 UVLOOP = ("--loop", "uvloop")
 CEILING = Config("ceiling: bare aiosmtpd (uvloop)", None, UVLOOP)
 TYPICAL = Config("edge + daemon, typical policy", "typical.lua")
+ALL_STAGES = Config("edge + daemon, all-stages policy", "all_stages.lua")
 BARE_RELAY = Config("bare aiosmtpd relaying (uvloop)", None, UVLOOP, relay=True)
 CONFIGS = [
     CEILING,
     Config("bare aiosmtpd (asyncio loop)", None, ("--loop", "asyncio")),
     TYPICAL,
-    Config("edge + daemon, all-stages policy", "all_stages.lua"),
+    ALL_STAGES,
     Config("edge (2 workers) + daemon, typical policy", "typical.lua", ("--workers", "2")),
     BARE_RELAY,
     Config(
@@ -128,6 +136,14 @@ STEPS = [
     Config("batched streams + skipping, asyncio loop", "typical.lua", ASYNCIO, ASYNCIO),
     Config("batched streams + skipping, uvloop", "typical.lua"),
 ]
+
+
+def against(tree: Path) -> list[Config]:
+    """--against: edge + daemon from another checkout beside this one's, interleaved."""
+    pairs = [TYPICAL, ALL_STAGES]
+    before = [replace(c, name=f"before: {c.name}", tree=tree.resolve()) for c in pairs]
+    after = [replace(c, name=f"after: {c.name}") for c in pairs]
+    return [CEILING, *(c for pair in zip(before, after, strict=True) for c in pair)]
 
 
 def idle_latency(scale: Scale, workdir: Path) -> dict:
@@ -219,15 +235,17 @@ def run(args: argparse.Namespace, scale: Scale, workdir: Path, out: Path) -> Non
         setting = report.setting({"machine": machine.facts(workdir)})
         write(out, "profile.md", profile(TYPICAL, scale.profile_seconds, workdir, out, setting))
         return
-    if args.steps:
-        steps = smtp_result(scale, workdir, STEPS)
-        (out / "steps.json").write_text(json.dumps(steps, indent=2))
-        write(out, "steps.md", report.smtp_report(steps))
+    if args.steps or args.against:
+        name = "steps" if args.steps else "against"
+        smtp = smtp_result(scale, workdir, STEPS if args.steps else against(args.against))
+        (out / f"{name}.json").write_text(json.dumps(smtp, indent=2))
+        write(out, f"{name}.md", report.smtp_report(smtp))
         return
     result = {
         **smtp_result(scale, workdir, CONFIGS),
         "idle_command_latency": idle_latency(scale, workdir),
         "daemon_only": daemon_only(scale, workdir),
+        "decision_cost": decision_cost(workdir, scale.in_process_decisions, scale.rounds),
         "memory": memory(scale, workdir),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
@@ -241,6 +259,12 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--steps", action="store_true", help="only the fast path's steps")
     mode.add_argument("--profile", action="store_true", help="py-spy on edge and daemon")
+    mode.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="only edge + daemon, before (TREE, another checkout) and after (this one)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="directory for the results")
     parser.add_argument(
         "--dir", type=Path, default=None, help="where the Maildirs go [default: /dev/shm]"

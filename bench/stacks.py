@@ -32,6 +32,13 @@ class Config:
     daemon_args: tuple[str, ...] = ()
     relay: bool = False  # relay to a sink process instead of storing in a Maildir
     baseline: str | None = None  # compared with this configuration; None: the first
+    tree: Path | None = None  # run edge and daemon from this checkout (`--against`)
+
+    def env(self) -> dict[str, str] | None:
+        """What makes `python -m policyd` import another checkout's code."""
+        if self.tree is None:
+            return None
+        return {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(self.tree)}
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -50,7 +57,9 @@ def rss_mb(proc: psutil.Process) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
-def production_daemon(policy: Path, workdir: Path, *extra: str) -> tuple[Proc, str]:
+def production_daemon(
+    policy: Path, workdir: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[Proc, str]:
     """policyd with its defaults, the decision log to a file and metrics on a free port."""
     return start_daemon(
         policy,
@@ -60,6 +69,7 @@ def production_daemon(policy: Path, workdir: Path, *extra: str) -> tuple[Proc, s
         "--metrics",
         f"127.0.0.1:{free_port()}",
         *extra,
+        env=env,
     )
 
 
@@ -106,13 +116,16 @@ class Stack:
         self.port = int(proc.wait_listening().rsplit(":", 1)[1])
 
     def _start_edge(self, policy: str, delivery: tuple[str, ...]) -> None:
+        env = self.config.env()
         daemon, address = production_daemon(
-            POLICIES / policy, self.workdir, *self.config.daemon_args
+            POLICIES / policy, self.workdir, *self.config.daemon_args, env=env
         )
         self.procs["policyd"] = daemon
         metrics = ("--metrics", f"127.0.0.1:{free_port()}")
         relay = delivery if self.config.relay else ()  # the Maildir is start_edge's own
-        edge, self.port = start_edge(address, self.workdir, *metrics, *relay, *self.config.args)
+        edge, self.port = start_edge(
+            address, self.workdir, *metrics, *relay, *self.config.args, env=env
+        )
         self.procs["smtpedge"] = edge
 
     def processes(self) -> dict[str, psutil.Process]:

@@ -104,14 +104,21 @@ def refused_start(program: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def start_daemon(
-    policy: Path, workdir: Path, *extra: str, listen: str = "127.0.0.1:0", log: str = "policyd.log"
+    policy: Path,
+    workdir: Path,
+    *extra: str,
+    listen: str = "127.0.0.1:0",
+    log: str = "policyd.log",
+    env: dict[str, str] | None = None,
 ) -> tuple[Proc, str]:
     args = ["--policy", str(policy), "--listen", listen, *extra]
-    proc = Proc([sys.executable, "-m", "policyd", "serve", *args], workdir / log)
+    proc = Proc([sys.executable, "-m", "policyd", "serve", *args], workdir / log, env)
     return proc, proc.wait_listening()
 
 
-def start_edge(policy_server: str, workdir: Path, *extra: str) -> tuple[Proc, int]:
+def start_edge(
+    policy_server: str, workdir: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[Proc, int]:
     proc = Proc(
         [
             sys.executable,
@@ -129,6 +136,7 @@ def start_edge(policy_server: str, workdir: Path, *extra: str) -> tuple[Proc, in
             *extra,
         ],
         workdir / "smtpedge.log",
+        env,
     )
     address = proc.wait_listening()
     return proc, int(address.rsplit(":", 1)[1])

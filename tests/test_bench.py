@@ -68,9 +68,12 @@ def test_bench_smoke_writes_its_results(tmp_path: Path) -> None:
     assert all(r["p50_ms"] > 0 for r in idle["grpc_floor"].values())
     for level in result["daemon_only"]["closed_loop"].values():
         assert level["decisions"] > 0 and level["daemon_cpu_us_per_decision"] > 0
+    cost = result["decision_cost"]
+    assert cost["evaluation_us_log_off"] > 0 and cost["evaluation_us_log_file"] > 0
     assert result["memory"]["edge_rss_mb"] > 0
     table = (out / "table.md").read_text()
     assert "saturating load" in table and "tmpfs" in table and "floor" in table
+    assert "the log costs" in table
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from lupa import lua54
 
-from policy import addresses, checks, events
+from policy import addresses, checks, events, logs
 from policy.addresses import Address
 from policy.options import ADDRESS_OR_UNIX, AddressType, Options
 from policy.v1 import policy_pb2 as pb
@@ -242,3 +242,31 @@ def test_both_programs_refuse_numbers_that_cannot_work(
     result = CliRunner().invoke(main, ["serve", *args])
     assert result.exit_code == 2  # a usage error: nothing was started
     assert message in result.output
+
+
+def test_log_lines_are_json_with_the_fixed_fields_then_the_extras() -> None:
+    import json
+    import logging
+    import sys
+
+    formatter = logs.formatter()
+    record = logging.makeLogRecord(
+        {"name": "smtpedge.x", "levelno": 20, "levelname": "INFO", "msg": "accepted %s",
+         "args": ("now",), "created": 1_700_000_000.25, "session_id": "s1", "path": Path("/m")}
+    )  # fmt: skip
+    line = json.loads(formatter.format(record))
+    assert line == {
+        "ts": "2023-11-14T22:13:20.250000+00:00",
+        "level": "INFO",
+        "logger": "smtpedge.x",
+        "msg": "accepted now",
+        "process": record.process,
+        "session_id": "s1",
+        "path": "/m",  # not JSON: as its str()
+    }
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.makeLogRecord({"msg": "failed", "exc_info": sys.exc_info()})
+    line = json.loads(formatter.format(record))
+    assert line["msg"] == "failed" and "ValueError: boom" in line["exc_info"]
