@@ -28,7 +28,7 @@ stack-down: $(VENV)/.installed
 test: $(VENV)/.installed system-deps
 	$(BIN)/python -m pytest -n auto
 
-# The benchmark (about 5 minutes); results in bench/results/<time>/.
+# The benchmark (about 6 minutes); results in bench/results/<time>/.
 bench: $(VENV)/.installed system-deps
 	$(BIN)/python -m bench
 
