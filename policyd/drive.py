@@ -46,6 +46,12 @@ async def drive(
     the instructions it may run before it has to move to an overflow lane."""
     ends = time.monotonic() + seconds
     step = await lane.run(lambda p: p.start(event, *inputs, seconds, slice))
+    return await follow(lane, bridge, step, ends)
+
+
+async def follow(lane: Lane, bridge: Bridge, step: Outcome | Pending, ends: float) -> Outcome:
+    """Takes an evaluation from `step` to its end by `ends` (time.monotonic),
+    making the host calls it waits for."""
     while isinstance(step, Pending):
         pending = step
         try:

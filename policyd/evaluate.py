@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
+from policy.events import Event
 from policy.ids import new_id
 from policy.v1 import policy_pb2 as pb
 from policyd import metrics
 from policyd.assemble import continue_instead, fill
 from policyd.bridge import Bridge
 from policyd.decisions import DecisionLog
-from policyd.drive import InlineLane, drive
-from policyd.inputs import event_args, predefined_meta, session_meta
+from policyd.drive import InlineLane, drive, follow
+from policyd.inputs import Inputs, event_args, predefined_meta, session_meta
 from policyd.overflow import Overflow
 from policyd.requests import RequestError, check_request
-from policyd.runtime import LuaPolicy, Outcome
+from policyd.runtime import LuaPolicy, Outcome, Pending
 from policyd.source import Snapshot
 
 log = logging.getLogger("policyd.evaluate")
@@ -70,15 +73,23 @@ class Evaluator:
         gives up cancels the call, and its own fail mode decides, not a
         policy error made up at the deadline.
         """
+        verdict = self.begin(request, identity)
+        return verdict if isinstance(verdict, pb.Verdict) else await verdict
+
+    def begin(
+        self, request: pb.EvaluateRequest, identity: str | None = None
+    ) -> pb.Verdict | Coroutine[Any, Any, pb.Verdict]:
+        """The verdict, when it is made without waiting (no host call, within the
+        slice: most are); otherwise a coroutine that makes it. So a stream needs
+        no task for most requests."""
         try:
             event = check_request(request, self.max_message_size)
         except RequestError:
             metrics.INVALID_REQUESTS.inc()
             raise
-        policy = self.policy
         verdict = pb.Verdict(
             request_id=request.request_id,
-            revision=policy.revision,
+            revision=self.policy.revision,
             decision_id=new_id(),
             action=pb.ACTION_CONTINUE,
         )
@@ -92,15 +103,45 @@ class Evaluator:
             if self.decisions is not None:
                 self.decisions.record(request, event, inputs, verdict, 0.0, identity)
             return verdict
-        limit = self.limits.seconds
         began = time.monotonic()
-        outcome = await drive(self._inline, self.bridge, event.name, inputs, limit, self._slice)
-        if outcome.exceeded == policy.slice_marker:
+        step = self.policy.start(event.name, *inputs, self.limits.seconds, self._slice)
+        if isinstance(step, Outcome) and step.exceeded != self.policy.slice_marker:
+            seconds = time.monotonic() - began
+            return self._conclude(request, event, inputs, verdict, step, seconds, identity)
+        return self._complete(request, event, inputs, verdict, step, began, identity)
+
+    async def _complete(
+        self,
+        request: pb.EvaluateRequest,
+        event: Event,
+        inputs: Inputs,
+        verdict: pb.Verdict,
+        step: Outcome | Pending,
+        began: float,
+        identity: str | None,
+    ) -> pb.Verdict:
+        """An evaluation that waits for host calls, or moves to an overflow lane."""
+        limit = self.limits.seconds
+        outcome = await follow(self._inline, self.bridge, step, began + limit)
+        if outcome.exceeded == self.policy.slice_marker:
             assert self._overflow is not None  # only a slice sets the marker
-            lane = self._overflow.lane(policy.revision, self._snapshot, self.limits)
+            lane = self._overflow.lane(self.policy.revision, self._snapshot, self.limits)
             left = limit - (time.monotonic() - began)
             outcome = await drive(lane, self.bridge, event.name, inputs, left, None)
         seconds = time.monotonic() - began
+        return self._conclude(request, event, inputs, verdict, outcome, seconds, identity)
+
+    def _conclude(
+        self,
+        request: pb.EvaluateRequest,
+        event: Event,
+        inputs: Inputs,
+        verdict: pb.Verdict,
+        outcome: Outcome,
+        seconds: float,
+        identity: str | None,
+    ) -> pb.Verdict:
+        """The outcome as the verdict: counted, logged, and in dry run a continue."""
         metrics.evaluation_seconds(event.name).observe(seconds)
         metrics.evaluations(event.name, outcome.action).inc()
         fill(verdict, outcome)

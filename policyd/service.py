@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -93,11 +94,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         out: asyncio.Queue[Outgoing | object] = asyncio.Queue()
         evaluations: set[asyncio.Task] = set()
 
-        async def answer(request: pb.EvaluateRequest) -> None:
-            try:
-                out.put_nowait(await self._revision().evaluator.evaluate(request, identity))
-            except RequestError as e:
-                out.put_nowait(pb.RequestError(request_id=request.request_id, message=str(e)))
+        async def answer(pending: Coroutine[Any, Any, pb.Verdict]) -> None:
+            out.put_nowait(await pending)
 
         async def read() -> None:
             async for batch in requests:
@@ -105,7 +103,17 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                     if identity is not None and request.client.edge_id != identity:
                         out.put_nowait(_Denied(_mismatch(request, identity)))
                         return
-                    task = asyncio.create_task(answer(request))
+                    try:
+                        verdict = self._revision().evaluator.begin(request, identity)
+                    except RequestError as e:
+                        out.put_nowait(
+                            pb.RequestError(request_id=request.request_id, message=str(e))
+                        )
+                        continue
+                    if isinstance(verdict, pb.Verdict):  # most: made without waiting
+                        out.put_nowait(verdict)
+                        continue
+                    task = asyncio.create_task(answer(verdict))
                     evaluations.add(task)
                     task.add_done_callback(evaluations.discard)
             while evaluations:  # the caller is done sending: finish what it sent
