@@ -5,7 +5,8 @@ answered at once, the handler's inputs are made from the request alone
 (`inputs`), the evaluation runs inline and, if it outgrows its slice, again on
 an overflow worker (`drive`), and its outcome becomes the verdict
 (`assemble`), which is logged (`decisions`) and, in dry run, replaced by a
-"continue".
+"continue". An evaluation that makes no host call and stays within its slice,
+the usual case, is made right away, with no coroutine of its own (`begin`).
 """
 
 from __future__ import annotations
