@@ -26,6 +26,8 @@ from policyd.hostcalls import BridgeError
 
 log = logging.getLogger("policyd.throttle")
 
+WARM_RETRY = 0.2  # seconds between tries to reach Redis as a revision activates
+
 _PERIODS = {
     "s": 1, "sec": 1, "second": 1,
     "m": 60, "min": 60, "minute": 60,
@@ -236,18 +238,25 @@ class Throttles:
     async def warm(self, policy_url: str | None, timeout: float = 5.0) -> None:
         """Sets up the Redis a revision will use before its first throttle does: a
         connection made within a use's own short timeout can fail under load.
-        Best effort: a Redis that is not there yet is logged, and uses connect
-        when they come."""
+        Tried again until `timeout` (each try has only a use's short timeout, which
+        a loaded machine can miss); a Redis still not there is logged, and uses
+        connect when they come."""
         url = self.url(policy_url)
         if url is None:
             return
         from redis.exceptions import RedisError
 
-        try:
-            async with asyncio.timeout(timeout):
-                await self._backend(url).warm()
-        except (RedisError, OSError, TimeoutError) as e:
-            log.warning("redis not reachable yet", extra={"error": repr(e)})
+        ends = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                async with asyncio.timeout(ends - asyncio.get_running_loop().time()):
+                    await self._backend(url).warm()
+                return
+            except (RedisError, OSError, TimeoutError) as e:
+                if asyncio.get_running_loop().time() + WARM_RETRY >= ends:
+                    log.warning("redis not reachable yet", extra={"error": repr(e)})
+                    return
+            await asyncio.sleep(WARM_RETRY)
 
     async def use(self, name: str, spec: ThrottleSpec, policy_url: str | None = None) -> Result:
         key = spec.key(name)
