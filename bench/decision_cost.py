@@ -24,7 +24,7 @@ from policy.v1 import policy_pb2 as pb
 from policyd.bridge import Bridge
 from policyd.decisions import DecisionLog
 from policyd.evaluate import Evaluator
-from policyd.inputs import event_args, predefined_meta, session_meta
+from policyd.inputs import handler_inputs
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicySource
 
@@ -40,7 +40,7 @@ async def _per_evaluation(evaluator: Evaluator, count: int) -> float:
 async def _record_alone(log: DecisionLog, count: int, repeats: int) -> float:
     """Inside a running loop, as in the daemon (without one, every line is flushed)."""
     one = request(0)
-    inputs = (predefined_meta(one), session_meta(one), event_args(one, MAIL_FROM))
+    inputs = handler_inputs(one, MAIL_FROM, None)
     verdict = pb.Verdict(request_id=0, revision="r1", decision_id="d1")
 
     def record() -> None:

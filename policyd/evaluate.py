@@ -24,7 +24,7 @@ from policyd.assemble import continue_instead, fill
 from policyd.bridge import Bridge
 from policyd.decisions import DecisionLog
 from policyd.drive import InlineLane, drive, follow
-from policyd.inputs import Inputs, event_args, predefined_meta, session_meta
+from policyd.inputs import Inputs, handler_inputs
 from policyd.overflow import Overflow
 from policyd.requests import RequestError, check_request
 from policyd.runtime import LuaPolicy, Outcome, Pending
@@ -94,16 +94,13 @@ class Evaluator:
             decision_id=new_id(),
             action=pb.ACTION_CONTINUE,
         )
-        inputs = (
-            predefined_meta(request, identity),
-            session_meta(request),
-            event_args(request, event),
-        )
         if event.name not in self.handled:
             metrics.evaluations(event.name, "continue").inc()
             if self.decisions is not None:
+                inputs = handler_inputs(request, event, identity)
                 self.decisions.record(request, event, inputs, verdict, 0.0, identity)
             return verdict
+        inputs = handler_inputs(request, event, identity)
         began = time.monotonic()
         step = self.policy.start(event.name, *inputs, self.limits.seconds, self._slice)
         if isinstance(step, Outcome) and step.exceeded != self.policy.slice_marker:

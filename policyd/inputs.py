@@ -83,3 +83,8 @@ def event_args(request: pb.EvaluateRequest, event: Event) -> dict[str, Any]:
         elif value:
             out[name] = kind(value)
     return out
+
+
+def handler_inputs(request: pb.EvaluateRequest, event: Event, identity: str | None) -> Inputs:
+    """All a handler is given for `request` (and what the decision log reads)."""
+    return predefined_meta(request, identity), session_meta(request), event_args(request, event)

@@ -246,14 +246,15 @@ class Throttles:
             return
         from redis.exceptions import RedisError
 
-        ends = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + timeout
         while True:
             try:
-                async with asyncio.timeout(ends - asyncio.get_running_loop().time()):
+                async with asyncio.timeout_at(ends):
                     await self._backend(url).warm()
                 return
             except (RedisError, OSError, TimeoutError) as e:
-                if asyncio.get_running_loop().time() + WARM_RETRY >= ends:
+                if loop.time() + WARM_RETRY >= ends:
                     log.warning("redis not reachable yet", extra={"error": repr(e)})
                     return
             await asyncio.sleep(WARM_RETRY)

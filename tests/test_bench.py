@@ -5,6 +5,7 @@ assertions)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -110,3 +111,20 @@ def test_python_load_fails_loudly_on_a_refusal() -> None:
         )  # fmt: skip
     assert run.returncode == 1
     assert "554 5.3.2 not today" in run.stderr
+
+
+def test_against_runs_the_other_trees_code(tmp_path: Path) -> None:
+    """A Config with a tree imports that checkout's programs, not this one's."""
+    from dataclasses import replace
+
+    tree = tmp_path / "tree"
+    (tree / "policyd").mkdir(parents=True)
+    (tree / "policyd" / "__init__.py").write_text("")
+    (tree / "policyd" / "__main__.py").write_text("import sys; sys.exit('the other tree')")
+    env = replace(TYPICAL, tree=tree).env()
+    assert TYPICAL.env() is None and env is not None
+    run = subprocess.run(
+        [sys.executable, "-m", "policyd"],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 1 and "the other tree" in run.stderr
