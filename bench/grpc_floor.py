@@ -7,8 +7,11 @@ An echo servicer with no protobuf and no work in a process of its own, and a
 client in another with one bidirectional stream and one message in flight,
 both on uvloop like the daemon and the edge. Its round trip is what gRPC
 Python costs by itself, the least a policy call can add to an SMTP command;
-the idle latency section shows it beside ours. The client prints one JSON
-object with p50 and p99 in milliseconds.
+the idle latency section shows it beside ours. It is measured with gRPC's
+I/O engine as both programs choose it (iomgr, policy/io_engine.py) and with
+grpcio's own default (EventEngine), each with the CPU both processes spend
+per round trip. The client prints one JSON object with p50 and p99 in
+milliseconds and its own CPU per round trip in microseconds.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import psutil
 import uvloop
 
 from bench.smtp_load import percentile
-from tests.procs import Proc
+from bench.stacks import cpu_seconds
+from policy import io_engine
+from tests.procs import Env, Proc, environment
 
 METHOD = "/bench.Echo/Stream"
 PAYLOAD = b"x" * 200  # about the size of one MAIL FROM request
@@ -63,39 +69,61 @@ async def round_trips(target: str, count: int) -> dict[str, float]:
     async with grpc.aio.insecure_channel(target) as channel:
         call: grpc.aio.StreamStreamCall = channel.stream_stream(METHOD)()
         samples = []
+        cpu = 0.0
         for n in range(WARM_UP + count):
+            if n == WARM_UP:
+                cpu = time.process_time()
             began = time.perf_counter()
             await call.write(PAYLOAD)
             await call.read()
             if n >= WARM_UP:
                 samples.append(time.perf_counter() - began)
+        cpu = time.process_time() - cpu
         await call.done_writing()
     return {
         "round_trips": count,
         "p50_ms": percentile(samples, 50) * 1000,
         "p99_ms": percentile(samples, 99) * 1000,
+        "client_cpu_us": cpu / count * 1e6,
     }
 
 
+ENGINES = {"iomgr": io_engine.IOMGR, "EventEngine": ""}  # ours, then grpcio's default
+
+
 def measure(workdir: Path, count: int) -> dict[str, dict[str, float]]:
-    """The floor over a Unix socket and over TCP loopback (which the benchmark's edge uses)."""
+    """The floor over a Unix socket and over TCP loopback (which the benchmark's
+    edge uses), on the engine the programs run; over TCP also on grpcio's default."""
     out = {}
-    for transport, listen in (
-        ("Unix socket", f"unix:{workdir / 'grpc-floor.sock'}"),
-        ("TCP loopback", "127.0.0.1:0"),
+    for name, transport, engine in (
+        ("Unix socket", "unix", "iomgr"),
+        ("TCP loopback", "tcp", "iomgr"),
+        ("TCP loopback, grpcio's default engine (EventEngine)", "tcp", "EventEngine"),
     ):
-        server = Proc([sys.executable, "-m", "bench.grpc_floor", "serve", "--listen", listen],
-                      workdir / f"grpc-floor-{transport.split()[0]}.log")  # fmt: skip
-        try:
-            result = subprocess.run(
-                [sys.executable, "-m", "bench.grpc_floor", "client",
-                 "--target", server.wait_listening(), "--count", str(count)],
-                capture_output=True, text=True, check=True, timeout=120,
-            )  # fmt: skip
-        finally:
-            server.stop()
-        out[transport] = json.loads(result.stdout)
+        out[name] = _floor(workdir / f"grpc-floor-{transport}-{engine}", transport, engine, count)
     return out
+
+
+def _floor(path: Path, transport: str, engine: str, count: int) -> dict[str, float]:
+    env: Env = {io_engine.ENVIRONMENT: ENGINES[engine]}
+    listen = f"unix:{path}.sock" if transport == "unix" else "127.0.0.1:0"
+    server = Proc([sys.executable, "-m", "bench.grpc_floor", "serve", "--listen", listen],
+                  path.with_suffix(".log"), env)  # fmt: skip
+    try:
+        target = server.wait_listening()
+        process = psutil.Process(server.popen.pid)
+        before = cpu_seconds(process)
+        run = subprocess.run(
+            [sys.executable, "-m", "bench.grpc_floor", "client", "--target", target,
+             "--count", str(count)],
+            capture_output=True, text=True, check=True, timeout=120, env=environment(env),
+        )  # fmt: skip
+        server_cpu = cpu_seconds(process) - before
+    finally:
+        server.stop()
+    result = json.loads(run.stdout)
+    result["server_cpu_us"] = server_cpu / (count + WARM_UP) * 1e6
+    return result
 
 
 def main() -> None:

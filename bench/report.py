@@ -65,15 +65,20 @@ def idle_table(idle: dict) -> list[str]:
             f"| {name} | {idle[name]['p50_ms']:.3f} | {idle[name]['p99_ms']:.3f} |"
             for name in ("no policy call", "policy call")
         ),
-        *(
-            f"| floor: bare grpc.aio stream round trip, {transport} "
-            f"| {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |"
-            for transport, r in floor.items()
-        ),
         "",
         f"A policy call adds **{idle['added_p50_ms']:.3f} ms** (p50); the edge reaches the "
-        "daemon over TCP loopback. The floor is an echo servicer and one bidirectional "
-        "stream with one message in flight, each in its own process on uvloop.",
+        "daemon over TCP loopback.",
+        "",
+        "The floor: a bare grpc.aio stream round trip (an echo servicer and one bidirectional "
+        "stream with one message in flight, each in its own process on uvloop):",
+        "",
+        "| floor | p50 ms | p99 ms | server CPU µs | client CPU µs |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} "
+            f"| {r['server_cpu_us']:.0f} | {r['client_cpu_us']:.0f} |"
+            for name, r in floor.items()
+        ),
         "",
     ]
 

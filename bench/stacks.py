@@ -16,7 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from tests.procs import Proc, free_port, start_daemon, start_edge
+import bench
+from policy import io_engine
+from tests.procs import Env, Proc, free_port, start_daemon, start_edge
 
 POLICIES = Path(__file__).resolve().parent / "policies"
 # Processes whose CPU is reported but not counted in a configuration's total:
@@ -34,11 +36,13 @@ class Config:
     baseline: str | None = None  # compared with this configuration; None: the first
     tree: Path | None = None  # run edge and daemon from this checkout (`--against`)
 
-    def env(self) -> dict[str, str] | None:
-        """What makes `python -m policyd` import another checkout's code."""
+    def env(self) -> Env | None:
+        """What makes `python -m policyd` import another checkout's code, which
+        chooses gRPC's I/O engine for itself as the operator left it."""
         if self.tree is None:
             return None
-        return {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(self.tree)}
+        engine = {io_engine.ENVIRONMENT: bench.OPERATOR_ENGINE}
+        return {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(self.tree), **engine}
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -58,7 +62,7 @@ def rss_mb(proc: psutil.Process) -> float:
 
 
 def production_daemon(
-    policy: Path, workdir: Path, *extra: str, env: dict[str, str] | None = None
+    policy: Path, workdir: Path, *extra: str, env: Env | None = None
 ) -> tuple[Proc, str]:
     """policyd with its defaults, the decision log to a file and metrics on a free port."""
     return start_daemon(

@@ -7,7 +7,8 @@
 - `verdicts`: the names of actions and disconnect modes, both ways;
 - `addresses`: HOST:PORT, [v6]:PORT, unix:PATH, loopback;
 - `ids`: session, message and decision ids;
-- process scaffolding: `loop` (starting the event loop), `logs` (JSON lines),
+- process scaffolding: `io_engine` (gRPC core's I/O engine, chosen before grpc
+  loads), `loop` (starting the event loop), `logs` (JSON lines),
   `workers` (one supervisor for `--workers N`), `options` (command-line options
   that are also environment variables).
 """

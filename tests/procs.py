@@ -45,10 +45,18 @@ def wait_for_line(
     raise TimeoutError(f"no matching log line in: {lines()}")
 
 
+Env = dict[str, str | None]  # changes to this process's environment; None removes a variable
+
+
+def environment(changes: Env | None) -> dict[str, str]:
+    merged = {**os.environ, **(changes or {})}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
 class Proc:
     """A child process whose JSON log lines (stderr) go to a file."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log_path: Path, env: Env | None = None) -> None:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
@@ -56,7 +64,7 @@ class Proc:
             args,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env=environment(env),
         )
 
     def log_lines(self) -> list[dict[str, Any]]:
@@ -109,7 +117,7 @@ def start_daemon(
     *extra: str,
     listen: str = "127.0.0.1:0",
     log: str = "policyd.log",
-    env: dict[str, str] | None = None,
+    env: Env | None = None,
 ) -> tuple[Proc, str]:
     args = ["--policy", str(policy), "--listen", listen, *extra]
     proc = Proc([sys.executable, "-m", "policyd", "serve", *args], workdir / log, env)
@@ -117,7 +125,7 @@ def start_daemon(
 
 
 def start_edge(
-    policy_server: str, workdir: Path, *extra: str, env: dict[str, str] | None = None
+    policy_server: str, workdir: Path, *extra: str, env: Env | None = None
 ) -> tuple[Proc, int]:
     proc = Proc(
         [

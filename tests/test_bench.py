@@ -5,7 +5,6 @@ assertions)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+import bench
 from bench.__main__ import CONFIGS, TYPICAL
 from bench.machine import SHM, filesystem
 from bench.smtp_load import smtp_source
 from bench.stacks import Stack
+from tests.procs import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 RELAYING = {c.name for c in CONFIGS if c.relay}
@@ -65,8 +66,13 @@ def test_bench_smoke_writes_its_results(tmp_path: Path) -> None:
     for results in result["smtp"].values():
         check_shape(results)
     idle = result["idle_command_latency"]
-    assert set(idle["grpc_floor"]) == {"Unix socket", "TCP loopback"}
+    assert set(idle["grpc_floor"]) == {
+        "Unix socket",
+        "TCP loopback",
+        "TCP loopback, grpcio's default engine (EventEngine)",
+    }
     assert all(r["p50_ms"] > 0 for r in idle["grpc_floor"].values())
+    assert all(r["server_cpu_us"] > 0 < r["client_cpu_us"] for r in idle["grpc_floor"].values())
     for level in result["daemon_only"]["closed_loop"].values():
         assert level["decisions"] > 0 and level["daemon_cpu_us_per_decision"] > 0
     cost = result["decision_cost"]
@@ -114,17 +120,20 @@ def test_python_load_fails_loudly_on_a_refusal() -> None:
 
 
 def test_against_runs_the_other_trees_code(tmp_path: Path) -> None:
-    """A Config with a tree imports that checkout's programs, not this one's."""
+    """A Config with a tree imports that checkout's programs, not this one's, with
+    gRPC's engine setting as the operator left it (for that tree to choose)."""
     from dataclasses import replace
 
     tree = tmp_path / "tree"
     (tree / "policyd").mkdir(parents=True)
     (tree / "policyd" / "__init__.py").write_text("")
-    (tree / "policyd" / "__main__.py").write_text("import sys; sys.exit('the other tree')")
+    (tree / "policyd" / "__main__.py").write_text(
+        "import os, sys; sys.exit(f'the other tree {os.environ.get(\"GRPC_EXPERIMENTS\")}')"
+    )
     env = replace(TYPICAL, tree=tree).env()
     assert TYPICAL.env() is None and env is not None
     run = subprocess.run(
         [sys.executable, "-m", "policyd"],
-        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+        cwd=ROOT, env=environment(env), capture_output=True, text=True,
     )  # fmt: skip
-    assert run.returncode == 1 and "the other tree" in run.stderr
+    assert run.returncode == 1 and f"the other tree {bench.OPERATOR_ENGINE}" in run.stderr
