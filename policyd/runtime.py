@@ -22,6 +22,7 @@ from typing import Any
 from lupa import lua54
 
 from policy.events import EVENTS
+from policyd import extensions
 from policyd.config import Limits
 from policyd.dns.records import DnsError, reverse_pointer
 from policyd.source import PolicyError, PolicySource, Snapshot
@@ -147,6 +148,8 @@ class LuaPolicy:
         self.slice_marker: str = lua_limits.SLICE
         sandbox = self.lua.execute(_SANDBOX, host, lua_limits)
         evaluation = self.lua.execute(_KUMO, sandbox, lua_limits, host)
+        context = extensions.Context(self.lua, self._read_data, self.warnings.append, str(source))
+        extensions.install(context, evaluation.kumo, evaluation.support)
         self._load(sandbox, source.entry)
         evaluation.finish_loading()
         self.revision = revision_id(self.files)
@@ -165,6 +168,11 @@ class LuaPolicy:
         error = sandbox.run_loading(chunk, self.limits.load_seconds, self.limits.instructions)
         if error is not None:
             raise PolicyError(error)
+
+    def _read_data(self, relpath: str) -> bytes:
+        content = self.source.read(relpath)
+        self.files[relpath] = content
+        return content
 
     def _read_module(self, name: str) -> tuple[bytes | None, str]:
         try:

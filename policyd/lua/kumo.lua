@@ -597,6 +597,16 @@ end
 
 evaluation.finish_loading = sandbox.finish_loading
 
+-- What the extensions (lua/ext/*.lua, policyd/extensions) are given beside
+-- `kumo`: where(level) names the policy line, call_host(name, side_effects,
+-- ...) waits for an asynchronous host function, loading() is true while the
+-- policy loads, utf8_safe(s) makes a string fit to cross to the host, and
+-- rebuilders[kind](data) makes a memoized object again from the data its
+-- metatable's __memoize(self) returned as `kind, data`.
+evaluation.kumo = kumo
+evaluation.support = { where = limits.where, call_host = limits.call_host,
+                       loading = sandbox.loading, utf8_safe = utf8_safe, rebuilders = {} }
+
 sandbox.provide('kumo', kumo)
 
 return evaluation
