@@ -26,7 +26,6 @@ from policyd import extensions
 from policyd.config import Limits
 from policyd.dns.records import DnsError, reverse_pointer
 from policyd.source import PolicyError, PolicySource, Snapshot
-from policyd.throttle import SpecError, ThrottleSpec
 
 log = logging.getLogger("policyd.policy")
 
@@ -134,7 +133,6 @@ class LuaPolicy:
                 "warn": self.warnings.append,
                 "read_module": self._read_module,
                 "json_decode": self._json_decode,
-                "throttle_spec": self._throttle_spec,
                 "configure_redis": self._configure_redis,
                 "reverse_ip": _reverse_ip,
                 "events": self.lua.table_from([event.name for event in EVENTS]),
@@ -200,15 +198,6 @@ class LuaPolicy:
             ),
             key=lambda h: (h.source, h.first),
         )
-
-    @staticmethod
-    def _throttle_spec(text: str) -> tuple[int | None, int | str, int | None, bool]:
-        """A spec's fields, or (None, the error) for kumo.make_throttle to raise."""
-        try:
-            spec = ThrottleSpec.parse(text)
-        except SpecError as e:
-            return None, str(e), None, False
-        return spec.limit, spec.period, spec.max_burst, spec.local
 
     def _configure_redis(self, node: str) -> None:
         self.redis_node = node

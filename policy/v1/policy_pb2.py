@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16policy/v1/policy.proto\x12\tpolicy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x04\n\x0f\x45valuateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12!\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x11.policy.v1.Client\x12#\n\x07session\x18\x04 \x01(\x0b\x32\x12.policy.v1.Session\x12;\n\tconn_meta\x18\x05 \x03(\x0b\x32(.policy.v1.EvaluateRequest.ConnMetaEntry\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12)\n\x07\x63onnect\x18\n \x01(\x0b\x32\x16.policy.v1.ConnectArgsH\x00\x12#\n\x04\x65hlo\x18\x0b \x01(\x0b\x32\x13.policy.v1.EhloArgsH\x00\x12.\n\nauth_plain\x18\x0c \x01(\x0b\x32\x18.policy.v1.AuthPlainArgsH\x00\x12,\n\tmail_from\x18\r \x01(\x0b\x32\x17.policy.v1.MailFromArgsH\x00\x12(\n\x07rcpt_to\x18\x0e \x01(\x0b\x32\x15.policy.v1.RcptToArgsH\x00\x12)\n\x07message\x18\x0f \x01(\x0b\x32\x16.policy.v1.MessageArgsH\x00\x1a/\n\rConnMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x61rgs\"\x9b\x01\n\x06\x43lient\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x10\n\x08listener\x18\x03 \x01(\t\x12-\n\x06labels\x18\x04 \x03(\x0b\x32\x1d.policy.v1.Client.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x01\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07peer_ip\x18\x02 \x01(\t\x12\x11\n\tpeer_port\x18\x03 \x01(\r\x12\x10\n\x08local_ip\x18\x04 \x01(\t\x12\x12\n\nlocal_port\x18\x05 \x01(\r\x12\x13\n\x0b\x65hlo_domain\x18\x06 \x01(\t\x12\x1f\n\x03tls\x18\x07 \x01(\x0b\x32\x12.policy.v1.TlsInfo\x12!\n\x04\x61uth\x18\x08 \x01(\x0b\x32\x13.policy.v1.AuthInfo\"N\n\x07TlsInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x0e\n\x06\x63ipher\x18\x02 \x01(\t\x12\x19\n\x11peer_subject_name\x18\x03 \x01(\t\".\n\x08\x41uthInfo\x12\x10\n\x08\x61uthn_id\x18\x01 \x01(\t\x12\x10\n\x08\x61uthz_id\x18\x02 \x01(\t\"\r\n\x0b\x43onnectArgs\"<\n\x08\x45hloArgs\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04helo\x18\x02 \x01(\x08\x12\x12\n\nextensions\x18\x03 \x03(\t\"?\n\rAuthPlainArgs\x12\r\n\x05\x61uthz\x18\x01 \x01(\t\x12\r\n\x05\x61uthc\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\".\n\x0cMailFromArgs\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0e\n\x06params\x18\x02 \x03(\t\"/\n\nRcptToArgs\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0e\n\x06params\x18\x02 \x03(\t\"\xba\x01\n\x0bMessageArgs\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x35\n\x08msg_meta\x18\x05 \x03(\x0b\x32#.policy.v1.MessageArgs.MsgMetaEntry\x1a.\n\x0cMsgMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x93\x04\n\x07Verdict\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12!\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x11.policy.v1.Action\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\'\n\x04mode\x18\x05 \x01(\x0e\x32\x19.policy.v1.DisconnectMode\x12\x31\n\x08meta_set\x18\x06 \x03(\x0b\x32\x1f.policy.v1.Verdict.MetaSetEntry\x12/\n\x0eheader_changes\x18\x07 \x03(\x0b\x32\x17.policy.v1.HeaderChange\x12.\n\x0f\x65hlo_extensions\x18\x08 \x01(\x0b\x32\x15.policy.v1.Extensions\x12\x38\n\x0cmsg_meta_set\x18\t \x03(\x0b\x32\".policy.v1.Verdict.MsgMetaSetEntry\x12\x14\n\x0c\x61uth_granted\x18\n \x01(\x08\x12\x10\n\x08revision\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x0e \x01(\x08\x1a.\n\x0cMetaSetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fMsgMetaSetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x0cHeaderChange\x12&\n\x02op\x18\x01 \x01(\x0e\x32\x1a.policy.v1.HeaderChange.Op\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\"F\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x0e\n\nOP_PREPEND\x10\x01\x12\r\n\tOP_APPEND\x10\x02\x12\r\n\tOP_REMOVE\x10\x03\"\x1b\n\nExtensions\x12\r\n\x05items\x18\x01 \x03(\t\"<\n\x0cRequestBatch\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.policy.v1.EvaluateRequest\"\x82\x01\n\nReplyBatch\x12$\n\x08verdicts\x18\x01 \x03(\x0b\x32\x12.policy.v1.Verdict\x12%\n\x06policy\x18\x02 \x01(\x0b\x32\x15.policy.v1.PolicyInfo\x12\'\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x17.policy.v1.RequestError\"6\n\nPolicyInfo\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x16\n\x0ehandled_events\x18\x02 \x03(\t\"3\n\x0cRequestError\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"\x9c\x01\n\x0eStatusResponse\x12#\n\x06\x61\x63tive\x18\x01 \x01(\x0b\x32\x13.policy.v1.Revision\x12.\n\x0clast_failure\x18\x02 \x01(\x0b\x32\x18.policy.v1.ReloadFailure\x12\x13\n\x0b\x61\x63tivations\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x04\x12\x0e\n\x06source\x18\x05 \x01(\t\"\xa2\x01\n\x08Revision\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x0c\x61\x63tivated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12\x10\n\x08handlers\x18\x05 \x03(\t\x12\x12\n\ntest_files\x18\x06 \x03(\t\x12\x12\n\ntest_cases\x18\x07 \x01(\r\"W\n\rReloadFailure\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trigger\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x0f\n\rReloadRequest\"\xcb\x01\n\x0eReloadResponse\x12\x32\n\x07outcome\x18\x01 \x01(\x0e\x32!.policy.v1.ReloadResponse.Outcome\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"d\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_ACTIVATED\x10\x01\x12\x15\n\x11OUTCOME_UNCHANGED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03*q\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TION_CONTINUE\x10\x01\x12\x11\n\rACTION_REJECT\x10\x02\x12\x15\n\x11\x41\x43TION_DISCONNECT\x10\x03\x12\x10\n\x0c\x41\x43TION_ERROR\x10\x04*\x98\x01\n\x0e\x44isconnectMode\x12\x1f\n\x1b\x44ISCONNECT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44ISCONNECT_MODE_IF_421\x10\x01\x12#\n\x1f\x44ISCONNECT_MODE_FOLLOW_WITH_421\x10\x02\x12$\n DISCONNECT_MODE_FORCE_DISCONNECT\x10\x03\x32\x89\x01\n\rPolicyService\x12:\n\x08\x45valuate\x12\x1a.policy.v1.EvaluateRequest\x1a\x12.policy.v1.Verdict\x12<\n\x06Stream\x12\x17.policy.v1.RequestBatch\x1a\x15.policy.v1.ReplyBatch(\x01\x30\x01\x32\x8b\x01\n\x0bPolicyAdmin\x12=\n\x06Status\x12\x18.policy.v1.StatusRequest\x1a\x19.policy.v1.StatusResponse\x12=\n\x06Reload\x12\x18.policy.v1.ReloadRequest\x1a\x19.policy.v1.ReloadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16policy/v1/policy.proto\x12\tpolicy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x04\n\x0f\x45valuateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12!\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x11.policy.v1.Client\x12#\n\x07session\x18\x04 \x01(\x0b\x32\x12.policy.v1.Session\x12;\n\tconn_meta\x18\x05 \x03(\x0b\x32(.policy.v1.EvaluateRequest.ConnMetaEntry\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12)\n\x07\x63onnect\x18\n \x01(\x0b\x32\x16.policy.v1.ConnectArgsH\x00\x12#\n\x04\x65hlo\x18\x0b \x01(\x0b\x32\x13.policy.v1.EhloArgsH\x00\x12.\n\nauth_plain\x18\x0c \x01(\x0b\x32\x18.policy.v1.AuthPlainArgsH\x00\x12,\n\tmail_from\x18\r \x01(\x0b\x32\x17.policy.v1.MailFromArgsH\x00\x12(\n\x07rcpt_to\x18\x0e \x01(\x0b\x32\x15.policy.v1.RcptToArgsH\x00\x12)\n\x07message\x18\x0f \x01(\x0b\x32\x16.policy.v1.MessageArgsH\x00\x1a/\n\rConnMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x61rgs\"\x9b\x01\n\x06\x43lient\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x10\n\x08listener\x18\x03 \x01(\t\x12-\n\x06labels\x18\x04 \x03(\x0b\x32\x1d.policy.v1.Client.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x01\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07peer_ip\x18\x02 \x01(\t\x12\x11\n\tpeer_port\x18\x03 \x01(\r\x12\x10\n\x08local_ip\x18\x04 \x01(\t\x12\x12\n\nlocal_port\x18\x05 \x01(\r\x12\x13\n\x0b\x65hlo_domain\x18\x06 \x01(\t\x12\x1f\n\x03tls\x18\x07 \x01(\x0b\x32\x12.policy.v1.TlsInfo\x12!\n\x04\x61uth\x18\x08 \x01(\x0b\x32\x13.policy.v1.AuthInfo\"N\n\x07TlsInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x0e\n\x06\x63ipher\x18\x02 \x01(\t\x12\x19\n\x11peer_subject_name\x18\x03 \x01(\t\".\n\x08\x41uthInfo\x12\x10\n\x08\x61uthn_id\x18\x01 \x01(\t\x12\x10\n\x08\x61uthz_id\x18\x02 \x01(\t\"\r\n\x0b\x43onnectArgs\"<\n\x08\x45hloArgs\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04helo\x18\x02 \x01(\x08\x12\x12\n\nextensions\x18\x03 \x03(\t\"?\n\rAuthPlainArgs\x12\r\n\x05\x61uthz\x18\x01 \x01(\t\x12\r\n\x05\x61uthc\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\".\n\x0cMailFromArgs\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0e\n\x06params\x18\x02 \x03(\t\"/\n\nRcptToArgs\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0e\n\x06params\x18\x02 \x03(\t\"\xba\x01\n\x0bMessageArgs\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x35\n\x08msg_meta\x18\x05 \x03(\x0b\x32#.policy.v1.MessageArgs.MsgMetaEntry\x1a.\n\x0cMsgMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x04\n\x07Verdict\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12!\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x11.policy.v1.Action\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\'\n\x04mode\x18\x05 \x01(\x0e\x32\x19.policy.v1.DisconnectMode\x12\x31\n\x08meta_set\x18\x06 \x03(\x0b\x32\x1f.policy.v1.Verdict.MetaSetEntry\x12/\n\x0eheader_changes\x18\x07 \x03(\x0b\x32\x17.policy.v1.HeaderChange\x12.\n\x0f\x65hlo_extensions\x18\x08 \x01(\x0b\x32\x15.policy.v1.Extensions\x12\x38\n\x0cmsg_meta_set\x18\t \x03(\x0b\x32\".policy.v1.Verdict.MsgMetaSetEntry\x12\x14\n\x0c\x61uth_granted\x18\n \x01(\x08\x12\x10\n\x08revision\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x0e \x01(\x08\x12\x11\n\x04\x64\x61ta\x18\x0f \x01(\x0cH\x00\x88\x01\x01\x1a.\n\x0cMetaSetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fMsgMetaSetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_data\"\x9b\x01\n\x0cHeaderChange\x12&\n\x02op\x18\x01 \x01(\x0e\x32\x1a.policy.v1.HeaderChange.Op\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\"F\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x0e\n\nOP_PREPEND\x10\x01\x12\r\n\tOP_APPEND\x10\x02\x12\r\n\tOP_REMOVE\x10\x03\"\x1b\n\nExtensions\x12\r\n\x05items\x18\x01 \x03(\t\"<\n\x0cRequestBatch\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.policy.v1.EvaluateRequest\"\x82\x01\n\nReplyBatch\x12$\n\x08verdicts\x18\x01 \x03(\x0b\x32\x12.policy.v1.Verdict\x12%\n\x06policy\x18\x02 \x01(\x0b\x32\x15.policy.v1.PolicyInfo\x12\'\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x17.policy.v1.RequestError\"^\n\nPolicyInfo\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x16\n\x0ehandled_events\x18\x02 \x03(\t\x12&\n\tlisteners\x18\x03 \x03(\x0b\x32\x13.policy.v1.Listener\"\x88\x03\n\x08Listener\x12\x0e\n\x06listen\x18\x01 \x01(\t\x12\x15\n\x08hostname\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06\x62\x61nner\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10max_message_size\x18\x04 \x01(\x04H\x02\x88\x01\x01\x12\'\n\x1amax_recipients_per_message\x18\x05 \x01(\rH\x03\x88\x01\x01\x12(\n\x1bmax_messages_per_connection\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x30\n\x0e\x62\x61tch_handling\x18\x07 \x01(\x0e\x32\x18.policy.v1.BatchHandling\x12\x1c\n\x0freceived_header\x18\x08 \x01(\x08H\x05\x88\x01\x01\x42\x0b\n\t_hostnameB\t\n\x07_bannerB\x13\n\x11_max_message_sizeB\x1d\n\x1b_max_recipients_per_messageB\x1e\n\x1c_max_messages_per_connectionB\x12\n\x10_received_header\"3\n\x0cRequestError\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"\x9c\x01\n\x0eStatusResponse\x12#\n\x06\x61\x63tive\x18\x01 \x01(\x0b\x32\x13.policy.v1.Revision\x12.\n\x0clast_failure\x18\x02 \x01(\x0b\x32\x18.policy.v1.ReloadFailure\x12\x13\n\x0b\x61\x63tivations\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x04\x12\x0e\n\x06source\x18\x05 \x01(\t\"\xa2\x01\n\x08Revision\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x0c\x61\x63tivated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12\x10\n\x08handlers\x18\x05 \x03(\t\x12\x12\n\ntest_files\x18\x06 \x03(\t\x12\x12\n\ntest_cases\x18\x07 \x01(\r\"W\n\rReloadFailure\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trigger\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x0f\n\rReloadRequest\"\xcb\x01\n\x0eReloadResponse\x12\x32\n\x07outcome\x18\x01 \x01(\x0e\x32!.policy.v1.ReloadResponse.Outcome\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"d\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_ACTIVATED\x10\x01\x12\x15\n\x11OUTCOME_UNCHANGED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03*q\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TION_CONTINUE\x10\x01\x12\x11\n\rACTION_REJECT\x10\x02\x12\x15\n\x11\x41\x43TION_DISCONNECT\x10\x03\x12\x10\n\x0c\x41\x43TION_ERROR\x10\x04*\x98\x01\n\x0e\x44isconnectMode\x12\x1f\n\x1b\x44ISCONNECT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44ISCONNECT_MODE_IF_421\x10\x01\x12#\n\x1f\x44ISCONNECT_MODE_FOLLOW_WITH_421\x10\x02\x12$\n DISCONNECT_MODE_FORCE_DISCONNECT\x10\x03*x\n\rBatchHandling\x12\x1e\n\x1a\x42\x41TCH_HANDLING_UNSPECIFIED\x10\x00\x12#\n\x1f\x42\x41TCH_HANDLING_BIFURCATE_ALWAYS\x10\x01\x12\"\n\x1e\x42\x41TCH_HANDLING_BATCH_BY_DOMAIN\x10\x02\x32\x89\x01\n\rPolicyService\x12:\n\x08\x45valuate\x12\x1a.policy.v1.EvaluateRequest\x1a\x12.policy.v1.Verdict\x12<\n\x06Stream\x12\x17.policy.v1.RequestBatch\x1a\x15.policy.v1.ReplyBatch(\x01\x30\x01\x32\x8b\x01\n\x0bPolicyAdmin\x12=\n\x06Status\x12\x18.policy.v1.StatusRequest\x1a\x19.policy.v1.StatusResponse\x12=\n\x06Reload\x12\x18.policy.v1.ReloadRequest\x1a\x19.policy.v1.ReloadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,10 +42,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERDICT_METASETENTRY']._serialized_options = b'8\001'
   _globals['_VERDICT_MSGMETASETENTRY']._loaded_options = None
   _globals['_VERDICT_MSGMETASETENTRY']._serialized_options = b'8\001'
-  _globals['_ACTION']._serialized_start=3170
-  _globals['_ACTION']._serialized_end=3283
-  _globals['_DISCONNECTMODE']._serialized_start=3286
-  _globals['_DISCONNECTMODE']._serialized_end=3438
+  _globals['_ACTION']._serialized_start=3633
+  _globals['_ACTION']._serialized_end=3746
+  _globals['_DISCONNECTMODE']._serialized_start=3749
+  _globals['_DISCONNECTMODE']._serialized_end=3901
+  _globals['_BATCHHANDLING']._serialized_start=3903
+  _globals['_BATCHHANDLING']._serialized_end=4023
   _globals['_EVALUATEREQUEST']._serialized_start=71
   _globals['_EVALUATEREQUEST']._serialized_end=589
   _globals['_EVALUATEREQUEST_CONNMETAENTRY']._serialized_start=534
@@ -75,41 +77,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGEARGS_MSGMETAENTRY']._serialized_start=1444
   _globals['_MESSAGEARGS_MSGMETAENTRY']._serialized_end=1490
   _globals['_VERDICT']._serialized_start=1493
-  _globals['_VERDICT']._serialized_end=2024
-  _globals['_VERDICT_METASETENTRY']._serialized_start=1927
-  _globals['_VERDICT_METASETENTRY']._serialized_end=1973
-  _globals['_VERDICT_MSGMETASETENTRY']._serialized_start=1975
-  _globals['_VERDICT_MSGMETASETENTRY']._serialized_end=2024
-  _globals['_HEADERCHANGE']._serialized_start=2027
-  _globals['_HEADERCHANGE']._serialized_end=2182
-  _globals['_HEADERCHANGE_OP']._serialized_start=2112
-  _globals['_HEADERCHANGE_OP']._serialized_end=2182
-  _globals['_EXTENSIONS']._serialized_start=2184
-  _globals['_EXTENSIONS']._serialized_end=2211
-  _globals['_REQUESTBATCH']._serialized_start=2213
-  _globals['_REQUESTBATCH']._serialized_end=2273
-  _globals['_REPLYBATCH']._serialized_start=2276
-  _globals['_REPLYBATCH']._serialized_end=2406
-  _globals['_POLICYINFO']._serialized_start=2408
-  _globals['_POLICYINFO']._serialized_end=2462
-  _globals['_REQUESTERROR']._serialized_start=2464
-  _globals['_REQUESTERROR']._serialized_end=2515
-  _globals['_STATUSREQUEST']._serialized_start=2517
-  _globals['_STATUSREQUEST']._serialized_end=2532
-  _globals['_STATUSRESPONSE']._serialized_start=2535
-  _globals['_STATUSRESPONSE']._serialized_end=2691
-  _globals['_REVISION']._serialized_start=2694
-  _globals['_REVISION']._serialized_end=2856
-  _globals['_RELOADFAILURE']._serialized_start=2858
-  _globals['_RELOADFAILURE']._serialized_end=2945
-  _globals['_RELOADREQUEST']._serialized_start=2947
-  _globals['_RELOADREQUEST']._serialized_end=2962
-  _globals['_RELOADRESPONSE']._serialized_start=2965
-  _globals['_RELOADRESPONSE']._serialized_end=3168
-  _globals['_RELOADRESPONSE_OUTCOME']._serialized_start=3068
-  _globals['_RELOADRESPONSE_OUTCOME']._serialized_end=3168
-  _globals['_POLICYSERVICE']._serialized_start=3441
-  _globals['_POLICYSERVICE']._serialized_end=3578
-  _globals['_POLICYADMIN']._serialized_start=3581
-  _globals['_POLICYADMIN']._serialized_end=3720
+  _globals['_VERDICT']._serialized_end=2052
+  _globals['_VERDICT_METASETENTRY']._serialized_start=1946
+  _globals['_VERDICT_METASETENTRY']._serialized_end=1992
+  _globals['_VERDICT_MSGMETASETENTRY']._serialized_start=1994
+  _globals['_VERDICT_MSGMETASETENTRY']._serialized_end=2043
+  _globals['_HEADERCHANGE']._serialized_start=2055
+  _globals['_HEADERCHANGE']._serialized_end=2210
+  _globals['_HEADERCHANGE_OP']._serialized_start=2140
+  _globals['_HEADERCHANGE_OP']._serialized_end=2210
+  _globals['_EXTENSIONS']._serialized_start=2212
+  _globals['_EXTENSIONS']._serialized_end=2239
+  _globals['_REQUESTBATCH']._serialized_start=2241
+  _globals['_REQUESTBATCH']._serialized_end=2301
+  _globals['_REPLYBATCH']._serialized_start=2304
+  _globals['_REPLYBATCH']._serialized_end=2434
+  _globals['_POLICYINFO']._serialized_start=2436
+  _globals['_POLICYINFO']._serialized_end=2530
+  _globals['_LISTENER']._serialized_start=2533
+  _globals['_LISTENER']._serialized_end=2925
+  _globals['_REQUESTERROR']._serialized_start=2927
+  _globals['_REQUESTERROR']._serialized_end=2978
+  _globals['_STATUSREQUEST']._serialized_start=2980
+  _globals['_STATUSREQUEST']._serialized_end=2995
+  _globals['_STATUSRESPONSE']._serialized_start=2998
+  _globals['_STATUSRESPONSE']._serialized_end=3154
+  _globals['_REVISION']._serialized_start=3157
+  _globals['_REVISION']._serialized_end=3319
+  _globals['_RELOADFAILURE']._serialized_start=3321
+  _globals['_RELOADFAILURE']._serialized_end=3408
+  _globals['_RELOADREQUEST']._serialized_start=3410
+  _globals['_RELOADREQUEST']._serialized_end=3425
+  _globals['_RELOADRESPONSE']._serialized_start=3428
+  _globals['_RELOADRESPONSE']._serialized_end=3631
+  _globals['_RELOADRESPONSE_OUTCOME']._serialized_start=3531
+  _globals['_RELOADRESPONSE_OUTCOME']._serialized_end=3631
+  _globals['_POLICYSERVICE']._serialized_start=4026
+  _globals['_POLICYSERVICE']._serialized_end=4163
+  _globals['_POLICYADMIN']._serialized_start=4166
+  _globals['_POLICYADMIN']._serialized_end=4305
 # @@protoc_insertion_point(module_scope)

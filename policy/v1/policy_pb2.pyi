@@ -24,6 +24,12 @@ class DisconnectMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DISCONNECT_MODE_IF_421: _ClassVar[DisconnectMode]
     DISCONNECT_MODE_FOLLOW_WITH_421: _ClassVar[DisconnectMode]
     DISCONNECT_MODE_FORCE_DISCONNECT: _ClassVar[DisconnectMode]
+
+class BatchHandling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BATCH_HANDLING_UNSPECIFIED: _ClassVar[BatchHandling]
+    BATCH_HANDLING_BIFURCATE_ALWAYS: _ClassVar[BatchHandling]
+    BATCH_HANDLING_BATCH_BY_DOMAIN: _ClassVar[BatchHandling]
 ACTION_UNSPECIFIED: Action
 ACTION_CONTINUE: Action
 ACTION_REJECT: Action
@@ -33,6 +39,9 @@ DISCONNECT_MODE_UNSPECIFIED: DisconnectMode
 DISCONNECT_MODE_IF_421: DisconnectMode
 DISCONNECT_MODE_FOLLOW_WITH_421: DisconnectMode
 DISCONNECT_MODE_FORCE_DISCONNECT: DisconnectMode
+BATCH_HANDLING_UNSPECIFIED: BatchHandling
+BATCH_HANDLING_BIFURCATE_ALWAYS: BatchHandling
+BATCH_HANDLING_BATCH_BY_DOMAIN: BatchHandling
 
 class EvaluateRequest(_message.Message):
     __slots__ = ("request_id", "event", "client", "session", "conn_meta", "dry_run", "connect", "ehlo", "auth_plain", "mail_from", "rcpt_to", "message")
@@ -188,7 +197,7 @@ class MessageArgs(_message.Message):
     def __init__(self, message_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ..., msg_meta: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error", "dry_run")
+    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error", "dry_run", "data")
     class MetaSetEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +226,7 @@ class Verdict(_message.Message):
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     action: Action
     code: int
@@ -231,7 +241,8 @@ class Verdict(_message.Message):
     decision_id: str
     error: str
     dry_run: bool
-    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    data: bytes
+    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., dry_run: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class HeaderChange(_message.Message):
     __slots__ = ("op", "name", "value")
@@ -276,12 +287,34 @@ class ReplyBatch(_message.Message):
     def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., policy: _Optional[_Union[PolicyInfo, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[RequestError, _Mapping]]] = ...) -> None: ...
 
 class PolicyInfo(_message.Message):
-    __slots__ = ("revision", "handled_events")
+    __slots__ = ("revision", "handled_events", "listeners")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     HANDLED_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LISTENERS_FIELD_NUMBER: _ClassVar[int]
     revision: str
     handled_events: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, revision: _Optional[str] = ..., handled_events: _Optional[_Iterable[str]] = ...) -> None: ...
+    listeners: _containers.RepeatedCompositeFieldContainer[Listener]
+    def __init__(self, revision: _Optional[str] = ..., handled_events: _Optional[_Iterable[str]] = ..., listeners: _Optional[_Iterable[_Union[Listener, _Mapping]]] = ...) -> None: ...
+
+class Listener(_message.Message):
+    __slots__ = ("listen", "hostname", "banner", "max_message_size", "max_recipients_per_message", "max_messages_per_connection", "batch_handling", "received_header")
+    LISTEN_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    BANNER_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECIPIENTS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGES_PER_CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_HANDLING_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_HEADER_FIELD_NUMBER: _ClassVar[int]
+    listen: str
+    hostname: str
+    banner: str
+    max_message_size: int
+    max_recipients_per_message: int
+    max_messages_per_connection: int
+    batch_handling: BatchHandling
+    received_header: bool
+    def __init__(self, listen: _Optional[str] = ..., hostname: _Optional[str] = ..., banner: _Optional[str] = ..., max_message_size: _Optional[int] = ..., max_recipients_per_message: _Optional[int] = ..., max_messages_per_connection: _Optional[int] = ..., batch_handling: _Optional[_Union[BatchHandling, str]] = ..., received_header: _Optional[bool] = ...) -> None: ...
 
 class RequestError(_message.Message):
     __slots__ = ("request_id", "message")

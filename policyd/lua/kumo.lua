@@ -95,28 +95,7 @@ function kumo.sleep(seconds)
   limits.call_host('sleep', false, seconds)
 end
 
--- Throttles: counted in the host (in memory, or shared through Redis) -------
-
-local Throttle = { __metatable = false }
-Throttle.__index = Throttle
-
-function kumo.make_throttle(name, spec)
-  if type(name) ~= 'string' or type(spec) ~= 'string' then
-    error('kumo.make_throttle(name, spec): name and spec must be strings', 2)
-  end
-  local limit, period, max_burst, is_local = host.throttle_spec(spec)
-  if limit == nil then
-    error(format("kumo.make_throttle('%s', '%s'): %s", name, spec, period), 2)
-  end
-  return setmetatable({ name = name, spec = spec, limit = limit, period = period,
-                        max_burst = max_burst, is_local = is_local }, Throttle)
-end
-
--- Counts one use. Returns {throttled, limit, remaining, reset_after, retry_after}.
-function Throttle:throttle()
-  return limits.call_host('throttle', true, self.name, self.limit, self.period, self.max_burst,
-                          self.is_local)
-end
+-- Throttles (kumo.make_throttle) are in ext/throttle.lua.
 
 function kumo.configure_redis_throttles(params)
   if not sandbox.loading() then
@@ -283,157 +262,6 @@ function Meta:set_meta(name, value)
   self.values[name] = value
 end
 
--- Envelope addresses ---------------------------------------------------------
-
-local Address = { __metatable = false }
-Address.__index = Address
-Address.__tostring = function(a) return a.email end
-
-local function address(text)
-  local user, domain = match(text, '^(.*)@([^@]*)$')
-  if not user then user, domain = text, '' end
-  return setmetatable({ user = user, domain = domain, email = text }, Address)
-end
-
--- The message object (data-phase events) -------------------------------------
-
-local Message = { __metatable = false }
-Message.__index = Message
-
-local HEADER_NAME = '^[!-9;-~]+$'
-
--- Splits the header section into fields (each with its line endings and
--- continuation lines) and the rest (the blank line and the body). The edge
--- applies header changes by the same rules (policy/v1/headers.py).
-local function split_headers(data)
-  local fields, pos, len = {}, 1, #data
-  while pos <= len do
-    local eol = find(data, '\n', pos, true) or len
-    local line = sub(data, pos, eol)
-    if line == '\r\n' or line == '\n' then break end
-    local first = byte(line, 1)
-    if (first == 32 or first == 9) and #fields > 0 then
-      fields[#fields].raw = fields[#fields].raw .. line
-    else
-      fields[#fields + 1] = { name = match(line, '^([^:]*):'), raw = line }
-    end
-    pos = eol + 1
-  end
-  return fields, sub(data, pos)
-end
-
-local function field_value(field)
-  local value = match(field.raw, '^[^:]*:(.*)$')
-  value = gsub(gsub(value, '\r?\n([ \t])', '%1'), '\r?\n$', '')
-  return (gsub(value, '^[ \t]+', ''))
-end
-
-local function same_name(a, b)
-  return a ~= nil and lower(a) == lower(b)
-end
-
-local function new_message(args, conn)
-  args.recipients = args.recipients or {}
-  return setmetatable({ args = args, meta = new_meta('msg', nil, args.msg_meta, conn),
-                        changes = {} }, Message)
-end
-
-function Message:fields()
-  if not self._fields then
-    self._fields, self._rest = split_headers(self.args.data)
-  end
-  return self._fields
-end
-
-function Message:id() return self.args.message_id end
-function Message:sender() return address(self.args.sender) end
-
-function Message:recipient_list()
-  local out = {}
-  for i, r in ipairs(self.args.recipients) do out[i] = address(r) end
-  return out
-end
-
-function Message:recipient()
-  local list = self:recipient_list()
-  if #list == 1 then return list[1] end
-  return list
-end
-
-function Message:get_meta(name) return self.meta:get_meta(name) end
-function Message:set_meta(name, value) return self.meta:set_meta(name, value) end
-
-function Message:get_data()
-  if not self._fields then return self.args.data end
-  local parts = {}
-  for i, f in ipairs(self._fields) do parts[i] = f.raw end
-  parts[#parts + 1] = self._rest
-  return concat(parts)
-end
-
-function Message:get_first_named_header_value(name)
-  for _, f in ipairs(self:fields()) do
-    if same_name(f.name, name) then return field_value(f) end
-  end
-  return nil
-end
-
-function Message:get_all_named_header_values(name)
-  local out = {}
-  for _, f in ipairs(self:fields()) do
-    if same_name(f.name, name) then out[#out + 1] = field_value(f) end
-  end
-  return out
-end
-
-function Message:get_all_headers()
-  local out = {}
-  for _, f in ipairs(self:fields()) do
-    if f.name then out[#out + 1] = { f.name, field_value(f) } end
-  end
-  return out
-end
-
-local function check_header(method, name, value)
-  if type(name) ~= 'string' or not match(name, HEADER_NAME) then
-    error(format('msg:%s: invalid header name %s', method, tostring(name)), 3)
-  end
-  if value ~= nil then
-    if type(value) ~= 'string' then
-      error(format('msg:%s(%q): value must be a string', method, name), 3)
-    end
-    if not utf8_len(value) then
-      error(format('msg:%s(%q): value must be valid UTF-8', method, name), 3)
-    end
-    if find(value, '[\r\n]') then
-      error(format('msg:%s(%q): value must not contain CR or LF', method, name), 3)
-    end
-  end
-end
-
-function Message:prepend_header(name, value)
-  check_header('prepend_header', name, value)
-  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
-  self.changes[#self.changes + 1] = { 'prepend', name, value }
-end
-
-function Message:append_header(name, value)
-  check_header('append_header', name, value)
-  local fields = self:fields()
-  fields[#fields + 1] = { name = name, raw = name .. ': ' .. value .. '\r\n' }
-  self.changes[#self.changes + 1] = { 'append', name, value }
-end
-
-function Message:remove_all_named_headers(name)
-  check_header('remove_all_named_headers', name)
-  local kept = {}
-  for _, f in ipairs(self:fields()) do
-    if not same_name(f.name, name) then kept[#kept + 1] = f end
-  end
-  self._fields = kept
-  self.changes[#self.changes + 1] = { 'remove', name, '' }
-end
-
 -- Evaluation ------------------------------------------------------------------
 
 local function on_error(err)
@@ -460,8 +288,10 @@ end
 -- the handler's arguments, made from the event's arguments and conn_meta,
 -- after the message object of data-phase events (nil for the others). The
 -- host leaves out empty lists, so a list the handler gets defaults to {}.
+local support = {}  -- shared with the extensions; filled in at the end
+
 local function message_arguments(args, conn)
-  local msg = new_message(args, conn)
+  local msg = support.new_message(args, conn)
   return msg, msg, conn
 end
 
@@ -474,8 +304,8 @@ local ARGUMENTS = {
   smtp_server_auth_plain = function(args, conn)
     return nil, args.authz, args.authc, args.password, conn
   end,
-  smtp_server_mail_from = function(args, conn) return nil, address(args.sender), conn end,
-  smtp_server_rcpt_to = function(args, conn) return nil, address(args.recipient), conn end,
+  smtp_server_mail_from = function(args, conn) return nil, support.address(args.sender), conn end,
+  smtp_server_rcpt_to = function(args, conn) return nil, support.address(args.recipient), conn end,
   smtp_server_data = message_arguments,
   smtp_server_message_received = message_arguments,
 }
@@ -603,9 +433,13 @@ evaluation.finish_loading = sandbox.finish_loading
 -- policy loads, utf8_safe(s) makes a string fit to cross to the host, and
 -- rebuilders[kind](data) makes a memoized object again from the data its
 -- metatable's __memoize(self) returned as `kind, data`.
+-- new_meta(kind, fixed, raw, parent) makes a metadata object (ext/message.lua
+-- makes the message's); ext/message.lua sets support.address(text) and
+-- support.new_message(args, conn_meta), which the event arguments use.
 evaluation.kumo = kumo
-evaluation.support = { where = limits.where, call_host = limits.call_host,
-                       loading = sandbox.loading, utf8_safe = utf8_safe, rebuilders = {} }
+support.where, support.call_host, support.loading = limits.where, limits.call_host, sandbox.loading
+support.utf8_safe, support.new_meta, support.rebuilders = utf8_safe, new_meta, {}
+evaluation.support = support
 
 sandbox.provide('kumo', kumo)
 

@@ -1,0 +1,163 @@
+-- The envelope addresses and the message object of data-phase events:
+-- plain Lua over the event's arguments. support.address(text) and
+-- support.new_message(args, conn_meta) are what kumo.lua's event arguments use.
+local kumo, host, support = ...
+
+local format, sub, find, match, gsub, lower, byte =
+  string.format, string.sub, string.find, string.match, string.gsub, string.lower, string.byte
+local concat, insert = table.concat, table.insert
+local utf8_len = utf8.len
+local new_meta = support.new_meta
+
+-- Envelope addresses ---------------------------------------------------------
+
+local Address = { __metatable = false }
+Address.__index = Address
+Address.__tostring = function(a) return a.email end
+
+local function address(text)
+  local user, domain = match(text, '^(.*)@([^@]*)$')
+  if not user then user, domain = text, '' end
+  return setmetatable({ user = user, domain = domain, email = text }, Address)
+end
+
+-- The message object -------------------------------------
+
+local Message = { __metatable = false }
+Message.__index = Message
+
+local HEADER_NAME = '^[!-9;-~]+$'
+
+-- Splits the header section into fields (each with its line endings and
+-- continuation lines) and the rest (the blank line and the body). The edge
+-- applies header changes by the same rules (policy/v1/headers.py).
+local function split_headers(data)
+  local fields, pos, len = {}, 1, #data
+  while pos <= len do
+    local eol = find(data, '\n', pos, true) or len
+    local line = sub(data, pos, eol)
+    if line == '\r\n' or line == '\n' then break end
+    local first = byte(line, 1)
+    if (first == 32 or first == 9) and #fields > 0 then
+      fields[#fields].raw = fields[#fields].raw .. line
+    else
+      fields[#fields + 1] = { name = match(line, '^([^:]*):'), raw = line }
+    end
+    pos = eol + 1
+  end
+  return fields, sub(data, pos)
+end
+
+local function field_value(field)
+  local value = match(field.raw, '^[^:]*:(.*)$')
+  value = gsub(gsub(value, '\r?\n([ \t])', '%1'), '\r?\n$', '')
+  return (gsub(value, '^[ \t]+', ''))
+end
+
+local function same_name(a, b)
+  return a ~= nil and lower(a) == lower(b)
+end
+
+local function new_message(args, conn)
+  args.recipients = args.recipients or {}
+  return setmetatable({ args = args, meta = new_meta('msg', nil, args.msg_meta, conn),
+                        changes = {} }, Message)
+end
+
+function Message:fields()
+  if not self._fields then
+    self._fields, self._rest = split_headers(self.args.data)
+  end
+  return self._fields
+end
+
+function Message:id() return self.args.message_id end
+function Message:sender() return address(self.args.sender) end
+
+function Message:recipient_list()
+  local out = {}
+  for i, r in ipairs(self.args.recipients) do out[i] = address(r) end
+  return out
+end
+
+function Message:recipient()
+  local list = self:recipient_list()
+  if #list == 1 then return list[1] end
+  return list
+end
+
+function Message:get_meta(name) return self.meta:get_meta(name) end
+function Message:set_meta(name, value) return self.meta:set_meta(name, value) end
+
+function Message:get_data()
+  if not self._fields then return self.args.data end
+  local parts = {}
+  for i, f in ipairs(self._fields) do parts[i] = f.raw end
+  parts[#parts + 1] = self._rest
+  return concat(parts)
+end
+
+function Message:get_first_named_header_value(name)
+  for _, f in ipairs(self:fields()) do
+    if same_name(f.name, name) then return field_value(f) end
+  end
+  return nil
+end
+
+function Message:get_all_named_header_values(name)
+  local out = {}
+  for _, f in ipairs(self:fields()) do
+    if same_name(f.name, name) then out[#out + 1] = field_value(f) end
+  end
+  return out
+end
+
+function Message:get_all_headers()
+  local out = {}
+  for _, f in ipairs(self:fields()) do
+    if f.name then out[#out + 1] = { f.name, field_value(f) } end
+  end
+  return out
+end
+
+local function check_header(method, name, value)
+  if type(name) ~= 'string' or not match(name, HEADER_NAME) then
+    error(format('msg:%s: invalid header name %s', method, tostring(name)), 3)
+  end
+  if value ~= nil then
+    if type(value) ~= 'string' then
+      error(format('msg:%s(%q): value must be a string', method, name), 3)
+    end
+    if not utf8_len(value) then
+      error(format('msg:%s(%q): value must be valid UTF-8', method, name), 3)
+    end
+    if find(value, '[\r\n]') then
+      error(format('msg:%s(%q): value must not contain CR or LF', method, name), 3)
+    end
+  end
+end
+
+function Message:prepend_header(name, value)
+  check_header('prepend_header', name, value)
+  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
+  self.changes[#self.changes + 1] = { 'prepend', name, value }
+end
+
+function Message:append_header(name, value)
+  check_header('append_header', name, value)
+  local fields = self:fields()
+  fields[#fields + 1] = { name = name, raw = name .. ': ' .. value .. '\r\n' }
+  self.changes[#self.changes + 1] = { 'append', name, value }
+end
+
+function Message:remove_all_named_headers(name)
+  check_header('remove_all_named_headers', name)
+  local kept = {}
+  for _, f in ipairs(self:fields()) do
+    if not same_name(f.name, name) then kept[#kept + 1] = f end
+  end
+  self._fields = kept
+  self.changes[#self.changes + 1] = { 'remove', name, '' }
+end
+
+support.address, support.new_message = address, new_message
