@@ -34,6 +34,8 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
             pb.HeaderChange(op=_HEADER_OPS[op], name=name, value=value)
             for op, name, value in outcome.headers
         )
+    if outcome.data is not None:
+        verdict.data = outcome.data
     if outcome.extensions is not None:
         verdict.ehlo_extensions.items.extend(outcome.extensions)
 

@@ -51,7 +51,7 @@ from typing import Any
 from policy.addresses import parse
 from policy.events import AUTH_PLAIN, EHLO, MAIL_FROM, RCPT_TO, Event, Stage, of_stage
 from policy.v1 import policy_pb2 as pb
-from policy.v1.headers import apply_header_changes
+from policy.v1.headers import message_after
 from policy.verdicts import ACTION_NAMES, ACTIONS, MODE_NAMES
 from policyd.bridge import Bridge
 from policyd.dns.lookups import Dns
@@ -283,7 +283,7 @@ class Conversation:
             verdict = await self.ask(event, arguments)
             if verdict.action != pb.ACTION_CONTINUE:
                 break
-            data = apply_header_changes(data, verdict.header_changes)
+            data = message_after(data, verdict)
             msg_meta.update(verdict.msg_meta_set)
         return verdict
 

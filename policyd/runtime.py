@@ -64,6 +64,7 @@ class Outcome:
     extensions: list[str] | None = None
     auth: bool = False
     msg_meta: dict[str, str] | None = None
+    data: bytes | None = None  # the whole message, when a handler replaced it
     exceeded: str | None = None  # the limit it hit, if any
 
 
@@ -269,4 +270,6 @@ def _outcome(result: Any) -> Outcome:
         fields["headers"] = [tuple(change.values()) for change in fields["headers"].values()]
     if "extensions" in fields:
         fields["extensions"] = list(fields["extensions"].values())
+    if "data" in fields:
+        fields["data"] = extensions.from_binary(fields["data"])
     return Outcome(**fields)

@@ -19,7 +19,7 @@ from policy import events
 from policy.events import Event, Stage
 from policy.ids import new_id
 from policy.v1 import policy_pb2 as pb
-from policy.v1.headers import apply_header_changes
+from policy.v1.headers import message_after
 from smtpedge import metrics
 from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery
@@ -179,7 +179,7 @@ class PolicyHandler:
                 await self.delivery.reset(session)  # the transaction is over
                 return reply
             assert verdict is not None
-            data = apply_header_changes(data, verdict.header_changes)
+            data = message_after(data, verdict)
             msg_meta.update(verdict.msg_meta_set)
         if self.config.received_header:
             data = self._received(session, transaction, message_id) + data

@@ -56,3 +56,11 @@ def apply_header_changes(data: bytes, changes: Iterable[pb.HeaderChange]) -> byt
         elif change.op == _OP.OP_APPEND:
             fields.append(line)
     return b"".join(fields) + rest
+
+
+def message_after(data: bytes, verdict: pb.Verdict) -> bytes:
+    """The message as a continuing data-phase verdict leaves it: replaced as a
+    whole, or with its header changes made."""
+    if verdict.HasField("data"):
+        return verdict.data
+    return apply_header_changes(data, verdict.header_changes)

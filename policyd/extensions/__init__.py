@@ -63,6 +63,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def from_binary(text: str) -> bytes:
+    """The bytes a Lua string held, as `support.binary(s)` sent them (kumo.lua)."""
+    return text.encode("latin-1")
+
+
 def to_python(value: Any, depth: int = 0) -> Any:
     """A Lua value as plain Python: a table whose keys are exactly 1..n becomes a
     list (an empty table an empty dict), any other table a dict; ValueError for

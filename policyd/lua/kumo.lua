@@ -320,7 +320,9 @@ end
 -- fields (only those that apply are set): action ('continue', 'reject',
 -- 'disconnect' or 'error'), code, text, mode, error, meta (conn_meta changes),
 -- headers (header changes), extensions (a replaced EHLO list), auth (the AUTH
--- answer), msg_meta (message meta changes).
+-- answer), msg_meta (message meta changes), data (the whole message, as
+-- binary(), when a handler set msg.replaced_data: then headers is nil, as
+-- the data has its changes).
 local function call(handler, msg, ...)
   local ok, result = xpcall(handler, on_error, ...)
   return ok, result, msg
@@ -329,17 +331,18 @@ end
 local function run(event, fixed, raw, args)
   local conn = new_meta('conn_meta', fixed, raw)
   local ok, result, msg = call(handlers[event], ARGUMENTS[event](args, conn))
-  local headers = msg and #msg.changes > 0 and msg.changes or nil
+  local headers = msg and not msg.replaced_data and #msg.changes > 0 and msg.changes or nil
   local msg_meta = msg and msg.meta.changed or nil
+  local data = msg and msg.replaced_data and binary(msg.replaced_data) or nil
   if ok then
     local extensions, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
     if err then return { action = 'error', error = err } end
-    if not (conn.changed or headers or extensions or result == true or msg_meta) then
+    if not (conn.changed or headers or extensions or result == true or msg_meta or data) then
       return 'continue'  -- the common outcome, as a string: no table to build and read back
     end
     return { action = 'continue', meta = conn.changed, headers = headers,
-             extensions = extensions, auth = result == true, msg_meta = msg_meta }
+             extensions = extensions, auth = result == true, msg_meta = msg_meta, data = data }
   end
   if type(result) == 'table' then
     return { action = result.action, code = result.code, text = result.text, mode = result.mode,
@@ -433,12 +436,21 @@ evaluation.finish_loading = sandbox.finish_loading
 -- policy loads, utf8_safe(s) makes a string fit to cross to the host, and
 -- rebuilders[kind](data) makes a memoized object again from the data its
 -- metatable's __memoize(self) returned as `kind, data`.
+-- Lua strings reach Python as UTF-8 text, so bytes that may not be UTF-8
+-- (message data, digests) cross as `binary(s)`: every byte of 128 or more as
+-- the character of that code point, which the host turns back into the same
+-- bytes (policyd.extensions.from_binary).
+local BINARY = {}
+for b = 128, 255 do BINARY[string.char(b)] = utf8.char(b) end
+local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
+
 -- new_meta(kind, fixed, raw, parent) makes a metadata object (ext/message.lua
 -- makes the message's); ext/message.lua sets support.address(text) and
 -- support.new_message(args, conn_meta), which the event arguments use.
 evaluation.kumo = kumo
 support.where, support.call_host, support.loading = limits.where, limits.call_host, sandbox.loading
 support.utf8_safe, support.new_meta, support.rebuilders = utf8_safe, new_meta, {}
+support.binary = binary
 evaluation.support = support
 
 sandbox.provide('kumo', kumo)
