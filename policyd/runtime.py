@@ -25,7 +25,7 @@ from policy.events import EVENTS
 from policyd import extensions
 from policyd.config import Limits
 from policyd.dns.records import DnsError, reverse_pointer
-from policyd.source import PolicyError, PolicySource, Snapshot
+from policyd.source import PACKAGE_PATH, PolicyError, PolicySource, Snapshot, policy_relpath
 
 log = logging.getLogger("policyd.policy")
 
@@ -133,6 +133,7 @@ class LuaPolicy:
                 "print": self._print,
                 "warn": self.warnings.append,
                 "read_module": self._read_module,
+                "package_path": PACKAGE_PATH,
                 "json_decode": self._json_decode,
                 "configure_redis": self._configure_redis,
                 "reverse_ip": _reverse_ip,
@@ -168,14 +169,15 @@ class LuaPolicy:
         if error is not None:
             raise PolicyError(error)
 
-    def _read_data(self, relpath: str) -> bytes:
+    def _read_data(self, path: str) -> bytes:
+        relpath = policy_relpath(path)
         content = self.source.read(relpath)
         self.files[relpath] = content
         return content
 
-    def _read_module(self, name: str) -> tuple[bytes | None, str]:
+    def _read_module(self, name: str, package_path: str) -> tuple[bytes | None, str]:
         try:
-            relpath = self.source.module_path(name)
+            relpath = self.source.module_path(name, package_path)
             content = self.source.read(relpath)
         except PolicyError as e:
             return None, str(e)

@@ -1,8 +1,11 @@
 """Where a policy lives: its directory, entry file, modules and test files.
 
 A policy is a directory with an entry file `init.lua`, or a single `.lua` file
-whose own directory is the policy directory. Modules are read only from inside
-that directory. Test cases live in `tests/*.toml` of a policy directory, or in
+whose own directory is the policy directory. Modules and data files are read
+only from inside that directory; KumoMTA's own directories
+(/opt/kumomta/etc/policy, /opt/kumomta/share, where its policy-extras live)
+name it too, so a KumoMTA policy and the modules copied beside it load
+unchanged. Test cases live in `tests/*.toml` of a policy directory, or in
 `NAME.tests.toml` beside a single-file policy `NAME.lua`.
 
 A Snapshot holds the bytes one revision was loaded from, so the same revision
@@ -13,23 +16,49 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ENTRY = "init.lua"
-WATCHED_SUFFIXES = (".lua", ".toml")
+DATA_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+WATCHED_SUFFIXES = (".lua", *DATA_SUFFIXES)
+KUMO_DIRS = ("/opt/kumomta/etc/policy/", "/opt/kumomta/share/")
+# package.path as a policy starts with it: KumoMTA's, whose directories are ours.
+PACKAGE_PATH = ";".join(f"{d}?.lua;{d}?/init.lua" for d in (*KUMO_DIRS[::-1], "./"))
 
 
 class PolicyError(Exception):
     """A policy that cannot be loaded; the message names file and line."""
 
 
-def module_candidates(name: str) -> tuple[str, str]:
-    """The files a `require` name (dotted, as in Lua) may refer to."""
+def policy_relpath(path: str) -> str:
+    """`path` as a policy wrote it, relative to the policy directory."""
+    for prefix in (*KUMO_DIRS, "./"):
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+            break
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
+        raise PolicyError(
+            f"{path or repr(path)}: not a file of the policy directory (paths are relative to "
+            f"it; {' and '.join(KUMO_DIRS)} name it too)"
+        )
+    return pure.as_posix()
+
+
+def module_candidates(name: str, package_path: str = PACKAGE_PATH) -> tuple[str, ...]:
+    """The files a `require` name (dotted, as in Lua) may refer to, by the
+    templates of package.path that lie in the policy directory."""
     parts = name.split(".")
     if not all(p and p not in (".", "..") and "/" not in p and "\\" not in p for p in parts):
         raise PolicyError(f"require '{name}': not a module name")
     base = "/".join(parts)
-    return f"{base}.lua", f"{base}/{ENTRY}"
+    out: dict[str, None] = {}
+    for template in package_path.split(";"):
+        try:
+            out[policy_relpath(template.replace("?", base))] = None
+        except PolicyError:
+            continue  # a directory outside the policy's
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -69,12 +98,13 @@ class PolicySource:
         except OSError as e:
             raise PolicyError(f"{relpath}: {e.strerror}") from None
 
-    def module_path(self, name: str) -> str:
-        for candidate in module_candidates(name):
+    def module_path(self, name: str, package_path: str = PACKAGE_PATH) -> str:
+        candidates = module_candidates(name, package_path)
+        for candidate in candidates:
             if self._inside(candidate).is_file():
                 return candidate
         raise PolicyError(
-            f"require '{name}': no {' or '.join(module_candidates(name))} in the policy directory"
+            f"require '{name}': no {' or '.join(candidates) or 'file'} in the policy directory"
         )
 
     def test_files(self) -> list[str]:
@@ -86,12 +116,8 @@ class PolicySource:
         return [beside] if (self.root / beside).is_file() else []
 
     def _watched(self) -> Iterator[Path]:
-        if self.entry == ENTRY:
-            yield from (p for p in self.root.rglob("*") if p.suffix in WATCHED_SUFFIXES)
-        else:
-            yield self.root / self.entry
-            yield from (p for p in self.root.rglob("*.lua") if p.name != self.entry)
-            yield from (self.root / t for t in self.test_files())
+        """Every file a revision may read: modules, data files, test cases."""
+        return (p for p in self.root.rglob("*") if p.suffix in WATCHED_SUFFIXES)
 
     def signature(self) -> frozenset[tuple[str, int, int]]:
         """A cheap fingerprint (name, mtime, size) of every file a reload would read."""
@@ -125,8 +151,8 @@ class Snapshot:
         except KeyError:
             raise PolicyError(f"{relpath}: not part of this revision") from None
 
-    def module_path(self, name: str) -> str:
-        for candidate in module_candidates(name):
+    def module_path(self, name: str, package_path: str = PACKAGE_PATH) -> str:
+        for candidate in module_candidates(name, package_path):
             if candidate in self.files:
                 return candidate
         raise PolicyError(f"require '{name}': not part of this revision")

@@ -315,6 +315,14 @@ for _, event in ipairs(host.events) do
   IMPLEMENTED[event] = true
 end
 
+-- Lua strings reach Python as UTF-8 text, so bytes that may not be UTF-8
+-- (message data, digests) cross as `binary(s)`: every byte of 128 or more as
+-- the character of that code point, which the host turns back into the same
+-- bytes (policyd.extensions.from_binary).
+local BINARY = {}
+for b = 128, 255 do BINARY[string.char(b)] = utf8.char(b) end
+local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
+
 -- The body of an evaluation's coroutine: runs the handler and returns what it
 -- decided: the string 'continue' when that is all, else a table with named
 -- fields (only those that apply are set): action ('continue', 'reject',
@@ -436,13 +444,6 @@ evaluation.finish_loading = sandbox.finish_loading
 -- policy loads, utf8_safe(s) makes a string fit to cross to the host, and
 -- rebuilders[kind](data) makes a memoized object again from the data its
 -- metatable's __memoize(self) returned as `kind, data`.
--- Lua strings reach Python as UTF-8 text, so bytes that may not be UTF-8
--- (message data, digests) cross as `binary(s)`: every byte of 128 or more as
--- the character of that code point, which the host turns back into the same
--- bytes (policyd.extensions.from_binary).
-local BINARY = {}
-for b = 128, 255 do BINARY[string.char(b)] = utf8.char(b) end
-local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
 
 -- new_meta(kind, fixed, raw, parent) makes a metadata object (ext/message.lua
 -- makes the message's); ext/message.lua sets support.address(text) and

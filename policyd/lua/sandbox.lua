@@ -124,28 +124,41 @@ local function compile(source, chunkname)
   return chunk, err
 end
 
--- require: the kumo module, or a module file inside the policy directory.
--- Modules are read while the policy loads, so the revision covers them all.
+-- require: the kumo module, or a module file inside the policy directory,
+-- found by package.path as in Lua (KumoMTA's directories name the policy
+-- directory; see policyd/source.py). Modules are read while the policy
+-- loads, so the revision covers them all.
 local loaded = {}
 local loading_done = false
+local package = { loaded = loaded, preload = {}, path = host.package_path, cpath = '',
+                  config = '/\n;\n?\n!\n-\n' }
+env.package = package
 
 function env.require(name)
   if type(name) ~= 'string' then
     error('bad argument #1 to require (string expected)', 2)
   end
-  local cached = loaded[name]
+  local cached = package.loaded[name]
   if cached ~= nil then return cached end
-  if loading_done then
-    error("require '" .. name .. "': modules can only be loaded while the policy loads", 2)
+  local chunk, chunkname = package.preload[name], ':preload:'
+  if chunk == nil then
+    if loading_done then
+      error("require '" .. name .. "': modules can only be loaded while the policy loads", 2)
+    end
+    local path = package.path
+    if type(path) ~= 'string' then error("require '" .. name .. "': package.path must be a string", 2) end
+    local source
+    source, chunkname = host.read_module(name, path)
+    if source == nil then error(chunkname, 2) end
+    local err
+    chunk, err = compile(source, chunkname)
+    if not chunk then error(err, 0) end
   end
-  local source, chunkname = host.read_module(name)
-  if source == nil then error(chunkname, 2) end
-  local chunk, err = compile(source, chunkname)
-  if not chunk then error(err, 0) end
-  local result = chunk(name)
+  local result = chunk(name, chunkname)
+  if result == nil then result = package.loaded[name] end
   if result == nil then result = true end
-  loaded[name] = result
-  return result
+  package.loaded[name] = result
+  return result, chunkname
 end
 
 local sandbox = { compile = compile, utf8_safe = utf8_safe }
@@ -154,7 +167,7 @@ local sandbox = { compile = compile, utf8_safe = utf8_safe }
 function sandbox.loading() return not loading_done end
 
 function sandbox.provide(name, module)
-  loaded[name] = module
+  package.loaded[name] = module
   env[name] = module
 end
 
