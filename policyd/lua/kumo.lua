@@ -442,6 +442,7 @@ evaluation.finish_loading = sandbox.finish_loading
 -- `kumo`: where(level) names the policy line, call_host(name, side_effects,
 -- ...) waits for an asynchronous host function, loading() is true while the
 -- policy loads, utf8_safe(s) makes a string fit to cross to the host, and
+-- remaining() is the seconds left before the evaluation's deadline,
 -- rebuilders[kind](data) makes a memoized object again from the data its
 -- metatable's __memoize(self) returned as `kind, data`.
 
@@ -451,7 +452,7 @@ evaluation.finish_loading = sandbox.finish_loading
 evaluation.kumo = kumo
 support.where, support.call_host, support.loading = limits.where, limits.call_host, sandbox.loading
 support.utf8_safe, support.new_meta, support.rebuilders = utf8_safe, new_meta, {}
-support.binary = binary
+support.binary, support.remaining = binary, limits.remaining
 evaluation.support = support
 
 sandbox.provide('kumo', kumo)

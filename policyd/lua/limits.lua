@@ -113,6 +113,13 @@ function limits.failure(ctx)
   return ctx.message or ctx.exceeded
 end
 
+-- Seconds left before the running evaluation's deadline (nil outside one).
+function limits.remaining()
+  local ctx = contexts[running()]
+  if ctx == nil then return nil end
+  return ctx.deadline - now()
+end
+
 -- Calls an asynchronous host function from a handler: the evaluation's
 -- coroutine yields to the host, which resumes it with (ok, results...).
 -- Calls with side effects make the evaluation "dirty": it can no longer be
