@@ -34,6 +34,11 @@ DNS_LOOKUPS = Counter(
     "kumo.dns record lookups by type and outcome (cached, answer, nxdomain, nodata, failure)",
     ["type", "outcome"],
 )
+MEMOIZE_LOOKUPS = Counter(
+    "policyd_memoize_lookups",
+    "kumo.memoize lookups by cache and outcome (hit, miss, error: a cached failure)",
+    ["cache", "outcome"],
+)
 RELOADS = Counter("policyd_reloads", "Reload attempts by outcome", ["outcome"])
 # 1 for the active revision (0 for one it replaced). A gauge rather than an Info,
 # so that it is also reported under --workers (multiprocess mode has no Info).

@@ -148,7 +148,10 @@ class LuaPolicy:
         self.slice_marker: str = lua_limits.SLICE
         sandbox = self.lua.execute(_SANDBOX, host, lua_limits)
         evaluation = self.lua.execute(_KUMO, sandbox, lua_limits, host)
-        context = extensions.Context(self.lua, self._read_data, self.warnings.append, str(source))
+        self.revision = ""
+        context = extensions.Context(
+            self.lua, self._read_data, self.warnings.append, str(source), lambda: self.revision
+        )
         extensions.install(context, evaluation.kumo, evaluation.support)
         self._load(sandbox, source.entry)
         evaluation.finish_loading()

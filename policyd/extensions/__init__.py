@@ -38,13 +38,15 @@ class Context:
     `read_data(relpath)` reads a file of the policy's own directory (PolicyError
     for anything else) and records it in the revision, so a changed data file
     is a new revision. `warn(text)` reports once at load, as unsupported events
-    are; `policy` names the policy in log lines.
+    are; `policy` names the policy in log lines; `revision()` is the revision's
+    id once the policy has loaded ("" while it loads).
     """
 
     lua: Any  # the LuaRuntime
     read_data: Callable[[str], bytes]
     warn: Callable[[str], None]
     policy: str
+    revision: Callable[[], str] = lambda: ""
 
     def to_lua(self, value: Any) -> Any:
         """A Python value as Lua sees it: dicts and lists (nested) become tables."""

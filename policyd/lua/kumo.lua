@@ -453,6 +453,12 @@ evaluation.kumo = kumo
 support.where, support.call_host, support.loading = limits.where, limits.call_host, sandbox.loading
 support.utf8_safe, support.new_meta, support.rebuilders = utf8_safe, new_meta, {}
 support.binary, support.remaining = binary, limits.remaining
+-- exceeded() is the limit the running evaluation hit, if any (its errors are
+-- not the policy's own and must not be caught and kept).
+function support.exceeded()
+  local ctx = limits.context_of(coroutine.running())
+  return ctx and ctx.exceeded
+end
 evaluation.support = support
 
 sandbox.provide('kumo', kumo)
