@@ -67,18 +67,21 @@ define('find_all', host.find_all)
 define('captures', host.captures)
 define('split', host.split)
 
-local function replacen(fn, self, haystack, limit, replacement)
+-- (the replacement is argument #2 of replace and replace_all, #3 of replacen)
+local function replacen(fn, self, haystack, limit, replacement, arg)
   local re = object(fn, self, 3)
-  haystack, replacement = text(fn, 1, haystack, 3), text(fn, 3, replacement, 3)
+  haystack, replacement = text(fn, 1, haystack, 3), text(fn, arg, replacement, 3)
   return host.replacen(re, haystack, limit, replacement)
 end
 
 function methods:replace(haystack, replacement)
-  return replacen('regex:replace', self, haystack, 1, replacement)
+  local out = replacen('regex:replace', self, haystack, 1, replacement, 2)
+  return out
 end
 
 function methods:replace_all(haystack, replacement)
-  return replacen('regex:replace_all', self, haystack, 0, replacement)
+  local out = replacen('regex:replace_all', self, haystack, 0, replacement, 2)
+  return out
 end
 
 function methods:replacen(haystack, limit, replacement)
@@ -87,7 +90,8 @@ function methods:replacen(haystack, limit, replacement)
     error(format('bad argument #2 to regex:replacen (non-negative integer expected, got %s)',
       tostring(limit)), 2)
   end
-  return replacen('regex:replacen', self, haystack, n, replacement)
+  local out = replacen('regex:replacen', self, haystack, n, replacement, 3)
+  return out
 end
 
 local function compile(pattern, level)
@@ -103,7 +107,10 @@ local function compile(pattern, level)
 end
 
 kumo.regex = {
-  compile = function(pattern) return compile(pattern, 3) end,
+  compile = function(pattern)
+    local re = compile(pattern, 3)  -- not a tail call: level 3 is the policy's line
+    return re
+  end,
   escape = function(s) return host.escape(text('kumo.regex.escape', 1, s)) end,
 }
 
