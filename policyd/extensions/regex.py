@@ -20,6 +20,7 @@ is exactly the matched bytes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ import re2
 from policyd.extensions import Context, HostFunctions
 
 MAX_PATTERN = 64 * 1024  # bytes of pattern text; RE2 bounds the compiled size itself
+OUTSIDE_EVALUATION = 5.0  # seconds an iteration may take when no evaluation bounds it
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
@@ -283,6 +285,21 @@ def translate(pattern: str) -> str:
     return "".join(out)
 
 
+_UNANCHORED = re2._Anchor.UNANCHORED
+
+
+@dataclass(frozen=True)
+class Found:
+    """One match: the subject and each group's (start, end), (-1, -1) for a
+    group that took no part."""
+
+    string: bytes
+    spans: list[tuple[int, int]]
+
+    def span(self, group: int = 0) -> tuple[int, int]:
+        return self.spans[group]
+
+
 @dataclass(frozen=True)
 class Compiled:
     """A compiled pattern and its group names by number."""
@@ -290,6 +307,13 @@ class Compiled:
     regex: Any  # re2._Regexp
     groups: int
     names: dict[int, str]
+
+    def search(self, data: bytes, pos: int = 0) -> Found | None:
+        """The leftmost match at or after `pos` (with `data` before it as
+        context, for ^ and \\b). RE2's own match call: the module's search
+        costs twice as much per call, which iterating over matches feels."""
+        spans = self.regex._regexp.Match(_UNANCHORED, data, pos, len(data))
+        return None if spans[0][0] < 0 else Found(data, spans)
 
     def group_of(self, name: str) -> int:
         """The group a replacement's `$name` refers to (-1 for none)."""
@@ -321,13 +345,24 @@ def _next_char(data: bytes, i: int) -> int:
     return i
 
 
-def matches(compiled: Compiled, data: bytes, limit: int = 0) -> Iterator[Any]:
+class OutOfTime(ValueError):
+    """An iteration that would run past the evaluation's deadline."""
+
+
+def matches(
+    compiled: Compiled, data: bytes, seconds: float | None, limit: int = 0
+) -> Iterator[Found]:
     """Successive non-overlapping matches, as Rust's find_iter yields them: an
     empty match right where the previous match ended is skipped. `limit` > 0
-    stops after that many."""
+    stops after that many. Each search is linear, but a long subject can hold
+    very many matches, so the iteration stops (OutOfTime) once `seconds`
+    (the evaluation's time left) have passed."""
+    deadline = time.monotonic() + (OUTSIDE_EVALUATION if seconds is None else seconds)
     pos, last_end, count = 0, -1, 0
     while pos <= len(data) and (limit <= 0 or count < limit):
-        m = compiled.regex.search(data, pos)
+        if count % 1024 == 1023 and time.monotonic() > deadline:
+            raise OutOfTime(f"the evaluation's time ran out after {count} matches")
+        m = compiled.search(data, pos)
         if m is None:
             return
         start, end = m.span()
@@ -340,12 +375,12 @@ def matches(compiled: Compiled, data: bytes, limit: int = 0) -> Iterator[Any]:
         pos = end if end > start else _next_char(data, end)
 
 
-def _group_bytes(m: Any, group: int) -> bytes | None:
+def _group_bytes(m: Found, group: int) -> bytes | None:
     start, end = m.span(group)
     return None if start < 0 else m.string[start:end]
 
 
-def expand(template: str, compiled: Compiled, m: Any) -> str:
+def expand(template: str, compiled: Compiled, m: Found) -> str:
     """The replacement text for one match: `$name`, `${name}` and `$N` as
     KumoMTA expands them (the longest name; an unknown group is empty), `$$`
     is a `$`, and a `$` that starts none of those stays."""
@@ -387,6 +422,14 @@ def _reference(template: str, i: int) -> tuple[str | None, int]:
     return template[j:k], k
 
 
+def _or_error(work: Any) -> tuple[Any, str | None]:
+    """work()'s result, or (None, why) when it ran out of time."""
+    try:
+        return work(), None
+    except OutOfTime as e:
+        return None, str(e)
+
+
 def escape(text: str) -> str:
     """`text` with every regex meta character escaped, as KumoMTA escapes it."""
     return "".join("\\" + c if c in _META else c for c in text)
@@ -403,7 +446,7 @@ def functions(context: Context) -> HostFunctions:
 
     def captures(compiled: Compiled, haystack: str) -> Any:
         data = haystack.encode("utf-8")
-        m = compiled.regex.search(data)
+        m = compiled.search(data)
         if m is None:
             return None
         out: dict[int | str, bytes] = {}
@@ -416,34 +459,43 @@ def functions(context: Context) -> HostFunctions:
         return table(out)
 
     def is_match(compiled: Compiled, haystack: str) -> bool:
-        return compiled.regex.search(haystack.encode("utf-8")) is not None
+        return compiled.search(haystack.encode("utf-8")) is not None
 
     def find(compiled: Compiled, haystack: str) -> bytes | None:
-        m = compiled.regex.search(haystack.encode("utf-8"))
+        m = compiled.search(haystack.encode("utf-8"))
         return None if m is None else _group_bytes(m, 0)
 
-    def find_all(compiled: Compiled, haystack: str) -> Any:
-        return table([_group_bytes(m, 0) for m in matches(compiled, haystack.encode("utf-8"))])
+    def find_all(compiled: Compiled, haystack: str, seconds: float | None) -> Any:
+        found = matches(compiled, haystack.encode("utf-8"), seconds)
+        return _or_error(lambda: table([_group_bytes(m, 0) for m in found]))
 
-    def replacen(compiled: Compiled, haystack: str, limit: int, template: str) -> bytes:
-        data = haystack.encode("utf-8")
-        out, last = [], 0
-        for m in matches(compiled, data, limit):
-            start, end = m.span()
-            out += [data[last:start], expand(template, compiled, m).encode("utf-8")]
-            last = end
-        out.append(data[last:])
-        return b"".join(out)
+    def replacen(
+        compiled: Compiled, haystack: str, limit: int, template: str, seconds: float | None
+    ) -> Any:
+        def replaced() -> bytes:
+            data = haystack.encode("utf-8")
+            out, last = [], 0
+            for m in matches(compiled, data, seconds, limit):
+                start, end = m.span()
+                out += [data[last:start], expand(template, compiled, m).encode("utf-8")]
+                last = end
+            out.append(data[last:])
+            return b"".join(out)
 
-    def split(compiled: Compiled, haystack: str) -> Any:
-        data = haystack.encode("utf-8")
-        pieces, last = [], 0
-        for m in matches(compiled, data):
-            start, end = m.span()
-            pieces.append(data[last:start])
-            last = end
-        pieces.append(data[last:])
-        return table(pieces)
+        return _or_error(replaced)
+
+    def split(compiled: Compiled, haystack: str, seconds: float | None) -> Any:
+        def pieces() -> Any:
+            data = haystack.encode("utf-8")
+            out, last = [], 0
+            for m in matches(compiled, data, seconds):
+                start, end = m.span()
+                out.append(data[last:start])
+                last = end
+            out.append(data[last:])
+            return table(out)
+
+        return _or_error(pieces)
 
     return {
         "compile": compile_,

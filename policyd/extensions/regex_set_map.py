@@ -29,7 +29,7 @@ class RegexSet:
     def lookup(self, subject: str) -> int | None:
         data = subject.encode("utf-8")
         for compiled, index in self.rules:
-            if compiled.regex.search(data) is not None:
+            if compiled.search(data) is not None:
                 return index
         return None
 

@@ -63,15 +63,30 @@ end
 
 define('is_match', host.is_match)
 define('find', host.find)
-define('find_all', host.find_all)
 define('captures', host.captures)
-define('split', host.split)
+
+-- Methods that iterate over matches: the host stops them at the evaluation's
+-- deadline (a long subject can hold very many matches).
+local function iterating(name, host_fn)
+  local fn = 'regex:' .. name
+  methods[name] = function(self, haystack)
+    local re = object(fn, self)
+    local out, err = host_fn(re, text(fn, 1, haystack), support.remaining())
+    if out == nil then error(fn .. ': ' .. err, 2) end
+    return out
+  end
+end
+
+iterating('find_all', host.find_all)
+iterating('split', host.split)
 
 -- (the replacement is argument #2 of replace and replace_all, #3 of replacen)
 local function replacen(fn, self, haystack, limit, replacement, arg)
   local re = object(fn, self, 3)
   haystack, replacement = text(fn, 1, haystack, 3), text(fn, arg, replacement, 3)
-  return host.replacen(re, haystack, limit, replacement)
+  local out, err = host.replacen(re, haystack, limit, replacement, support.remaining())
+  if out == nil then error(fn .. ': ' .. err, 3) end
+  return out
 end
 
 function methods:replace(haystack, replacement)
