@@ -189,6 +189,8 @@ def test_regex_classes_are_unicode_as_in_rust(results) -> None:
         r"kumo.regex.compile('(?u)(?i:A)(?#note)b'):find 'xab'",
         r"kumo.regex.compile([[(?'q'.)]]):captures('z').q",
         r"kumo.regex.compile('{2}x'):find '{2}x'",
+        r"kumo.regex.compile('{{2}'):find 'x{{{'",
+        r"kumo.regex.compile('a*2}'):find 'xaa2}'",
     ) == [
         "true",
         "true",
@@ -201,6 +203,8 @@ def test_regex_classes_are_unicode_as_in_rust(results) -> None:
         '"ab"',
         '"z"',
         '"{2}x"',
+        '"{{"',
+        '"aa2}"',
     ]
 
 

@@ -89,19 +89,8 @@ def _class_escape(c: str, in_class: bool) -> str:
     return "\\" + c  # \S, \W: RE2's ASCII classes
 
 
-_OUTSIDE = {
-    "A": r"\A",
-    "z": r"\z",
-    "O": r"(?s:.)",
-    "<": None,
-    ">": None,
-    "Z": None,
-    "K": None,
-    "G": None,
-    "k": None,
-    "g": None,
-}
-_OUTSIDE_REASONS = {
+_OUTSIDE = {"A": r"\A", "z": r"\z", "O": r"(?s:.)"}  # escapes outside a class only
+_REFUSED_ESCAPES = {
     "<": "\\< and \\> (start and end of a word) are not supported; use \\b",
     ">": "\\< and \\> (start and end of a word) are not supported; use \\b",
     "Z": f"\\Z is a look-ahead, which is not supported ({_LINEAR}); use \\z",
@@ -138,11 +127,10 @@ def _escape(p: str, i: int, in_class: bool) -> tuple[str, int]:
         if p[end : end + 1] == "{":
             raise Refused(f"\\{c}{{...}} word boundaries are not supported")
         return "\\" + c, end
+    if not in_class and c in _REFUSED_ESCAPES:
+        raise Refused(_REFUSED_ESCAPES[c])
     if not in_class and c in _OUTSIDE:
-        replacement = _OUTSIDE[c]
-        if replacement is None:
-            raise Refused(_OUTSIDE_REASONS[c])
-        return replacement, end
+        return _OUTSIDE[c], end
     if c.isascii() and c.isalpha() and not (in_class and c in "AzkKG"):
         raise Refused(f"\\{c} is not a valid escape")
     return _literal(c), end
@@ -238,6 +226,17 @@ def _repeat(p: str, i: int) -> tuple[str, int] | None:
     return "{" + (lo or "0") + comma + hi + "}", close + 1
 
 
+def _quantifier(p: str, found: tuple[str, int]) -> tuple[str, int]:
+    """A quantifier (`found`: its text and end) with its lazy `?`, refusing a
+    possessive `+` after it."""
+    piece, i = found
+    if p[i : i + 1] == "?":
+        piece, i = piece + "?", i + 1
+    if p[i : i + 1] == "+":
+        raise Refused(f"possessive repetitions such as a++ are not supported ({_LINEAR})")
+    return piece, i
+
+
 def _comment_end(p: str, i: int) -> int:
     """Where a (?#...) comment starting at p[i] ends."""
     j = i + 3
@@ -270,15 +269,16 @@ def translate(pattern: str) -> str:
             atom = False
         elif c == "|":
             piece, i, atom = c, i + 1, False
-        elif c in "*+?" or (c == "{" and atom and _repeat(pattern, i)):
-            piece, i = _repeat(pattern, i) or (c, i + 1)
-            if pattern[i : i + 1] == "?":
-                piece, i = piece + "?", i + 1
-            if pattern[i : i + 1] == "+":
-                raise Refused(f"possessive repetitions such as a++ are not supported ({_LINEAR})")
+        elif c in "*+?":
+            piece, i = _quantifier(pattern, (c, i + 1))
             atom = False
         elif c == "{":
-            piece, i, atom = _literal(c), i + 1, True
+            counted = _repeat(pattern, i) if atom else None
+            if counted:
+                piece, i = _quantifier(pattern, counted)
+            else:  # a brace that starts no repetition is itself, as in KumoMTA
+                piece, i = _literal(c), i + 1
+            atom = not counted
         else:
             piece, i, atom = c, i + 1, True
         out.append(piece)
