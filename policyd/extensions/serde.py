@@ -23,7 +23,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import tomli_w
 import yaml
@@ -284,8 +284,6 @@ def dump_toml(value: Plain, pretty: bool) -> str:
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2's core schema instead of 1.1's."""
 
-    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {}
-
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, yaml.MappingNode):
             return super().construct_mapping(node, deep)
@@ -300,6 +298,7 @@ class _Loader(yaml.SafeLoader):
         return out
 
 
+_Loader.yaml_implicit_resolvers = {}  # none of YAML 1.1's
 for _tag, _pattern, _first in (
     ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
