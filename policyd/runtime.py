@@ -154,7 +154,11 @@ class LuaPolicy:
         )
         extensions.install(context, evaluation.kumo, evaluation.support)
         self._load(sandbox, source.entry)
+        error = evaluation.run_init(self.limits.load_seconds, self.limits.instructions)
+        if error is not None:
+            raise PolicyError(error)
         evaluation.finish_loading()
+        self.listeners = context.listeners
         self.revision = revision_id(self.files)
         self.handled_events: tuple[str, ...] = tuple(evaluation.handled_events().values())
         self._start = evaluation.start

@@ -32,7 +32,9 @@ def _timestamp(seconds: float) -> Timestamp:
 
 
 def policy_info(revision: Revision) -> pb.PolicyInfo:
-    return pb.PolicyInfo(revision=revision.id, handled_events=revision.handlers)
+    return pb.PolicyInfo(
+        revision=revision.id, handled_events=revision.handlers, listeners=revision.listeners
+    )
 
 
 def _mismatch(request: pb.EvaluateRequest, identity: str) -> str:

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from policy.v1 import policy_pb2 as pb
 from policyd import metrics
 from policyd.bridge import Bridge
 from policyd.cases import load_cases, run_cases
 from policyd.config import Limits
 from policyd.decisions import DecisionLog
 from policyd.evaluate import Evaluator
+from policyd.extensions.listener import as_contract
 from policyd.overflow import Overflow
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource, Snapshot
@@ -37,6 +39,7 @@ class Revision:
     evaluator: Evaluator
     files: tuple[str, ...]
     handlers: tuple[str, ...]
+    listeners: tuple[pb.Listener, ...]
     test_files: tuple[str, ...]
     test_cases: int
     activated_at: float
@@ -98,6 +101,7 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
         evaluator=evaluator,
         files=tuple(sorted(serving.files)),
         handlers=serving.handled_events,
+        listeners=tuple(as_contract(params) for params in serving.listeners),
         test_files=tuple(test_files),
         test_cases=len(cases),
         activated_at=time.time(),

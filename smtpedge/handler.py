@@ -153,8 +153,12 @@ class PolicyHandler:
             return reply
         return await self.delivery.mail(session, sender, params)
 
-    async def rcpt(self, session: EdgeSession, recipient: str, params: list[str]) -> Reply | None:
-        arguments = events.RCPT_TO.arguments(recipient=recipient, params=params)
+    async def rcpt(
+        self, session: EdgeSession, transaction: Transaction, recipient: str, params: list[str]
+    ) -> Reply | None:
+        arguments = events.RCPT_TO.arguments(
+            recipient=recipient, params=params, sender=transaction.sender
+        )
         reply = await self.decide(session, events.RCPT_TO, arguments)
         if reply is not None:
             return reply

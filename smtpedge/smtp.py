@@ -79,7 +79,7 @@ class Hooks(Protocol):
     ) -> Reply | None: ...
     async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None: ...
     async def rcpt(
-        self, session: EdgeSession, recipient: str, params: list[str]
+        self, session: EdgeSession, transaction: Transaction, recipient: str, params: list[str]
     ) -> Reply | None: ...
     async def data(self, session: EdgeSession, transaction: Transaction, data: bytes) -> Reply: ...
     async def reset(self, session: EdgeSession) -> None: ...
@@ -493,7 +493,7 @@ class SMTPSession:
         if len(transaction.recipients) >= self.settings.max_recipients:
             self._say(b"452 4.5.3 Error: too many recipients\r\n")
             return
-        reply = await self.hooks.rcpt(self.session, recipient, params)
+        reply = await self.hooks.rcpt(self.session, transaction, recipient, params)
         if reply is not None:
             self._send(reply)
             return

@@ -63,7 +63,9 @@ class Stub:
         self.calls.append(f"MAIL {sender}")
         return None
 
-    async def rcpt(self, session: EdgeSession, recipient: str, params: list[str]) -> Reply | None:
+    async def rcpt(
+        self, session: EdgeSession, transaction: Transaction, recipient: str, params: list[str]
+    ) -> Reply | None:
         return None
 
     async def data(self, session: EdgeSession, transaction: Transaction, data: bytes) -> Reply:

@@ -168,12 +168,14 @@ class MailFromArgs(_message.Message):
     def __init__(self, sender: _Optional[str] = ..., params: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RcptToArgs(_message.Message):
-    __slots__ = ("recipient", "params")
+    __slots__ = ("recipient", "params", "sender")
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
     recipient: str
     params: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, recipient: _Optional[str] = ..., params: _Optional[_Iterable[str]] = ...) -> None: ...
+    sender: str
+    def __init__(self, recipient: _Optional[str] = ..., params: _Optional[_Iterable[str]] = ..., sender: _Optional[str] = ...) -> None: ...
 
 class MessageArgs(_message.Message):
     __slots__ = ("message_id", "sender", "recipients", "data", "msg_meta")

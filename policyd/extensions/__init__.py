@@ -15,7 +15,7 @@ most one Python module, and adding one touches nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module, resources
 from importlib.util import find_spec
 from typing import Any
@@ -39,7 +39,8 @@ class Context:
     for anything else) and records it in the revision, so a changed data file
     is a new revision. `warn(text)` reports once at load, as unsupported events
     are; `policy` names the policy in log lines; `revision()` is the revision's
-    id once the policy has loaded ("" while it loads).
+    id once the policy has loaded ("" while it loads). `listeners` collects
+    the policy's kumo.start_esmtp_listener parameters, for the edges.
     """
 
     lua: Any  # the LuaRuntime
@@ -47,6 +48,7 @@ class Context:
     warn: Callable[[str], None]
     policy: str
     revision: Callable[[], str] = lambda: ""
+    listeners: list[dict[str, Any]] = field(default_factory=list)
 
     def to_lua(self, value: Any) -> Any:
         """A Python value as Lua sees it: dicts and lists (nested) become tables."""

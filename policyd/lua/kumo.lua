@@ -25,11 +25,21 @@ local IMPLEMENTED = {}  -- event -> true: the host's events, each with its Lua s
 
 local MODES = { ForceDisconnect = true, FollowWith421 = true, If421 = true }
 
+-- Events of the daemon itself rather than of an edge: run as the policy loads
+-- (pre_init, any number of handlers, then init) or from within an edge
+-- event's evaluation (get_listener_domain, by ext/listener.lua).
+local INTERNAL = { pre_init = 'many', init = 'one', get_listener_domain = 'one' }
+local pre_init = {}
+local in_init = false
+
 -- Handler registration ----------------------------------------------------
 
 function kumo.on(event, fn)
   if not sandbox.loading() then
     error('kumo.on can only be called while the policy loads, not from a handler', 2)
+  end
+  if in_init then
+    error('kumo.on cannot be called from the init or pre_init event; register handlers at the top level', 2)
   end
   if type(event) ~= 'string' then
     error('bad argument #1 to kumo.on (event name expected)', 2)
@@ -37,12 +47,16 @@ function kumo.on(event, fn)
   if type(fn) ~= 'function' then
     error(format("bad argument #2 to kumo.on for '%s' (function expected)", event), 2)
   end
-  local single = sub(event, 1, 12) == 'smtp_server_'
+  if INTERNAL[event] == 'many' then
+    pre_init[#pre_init + 1] = fn
+    return
+  end
+  local single = sub(event, 1, 12) == 'smtp_server_' or INTERNAL[event] == 'one'
   if single and origin[event] then
     error(format("kumo.on: '%s' already has a handler, registered at %s", event, origin[event]), 2)
   end
   if single then origin[event] = limits.where(2) end
-  if IMPLEMENTED[event] then
+  if IMPLEMENTED[event] or INTERNAL[event] then
     handlers[event] = fn
   elseif not warned[event] then
     warned[event] = true
@@ -336,9 +350,20 @@ local function call(handler, msg, ...)
   return ok, result, msg
 end
 
+-- An extension's screen for an event runs before its handler (if any) and
+-- refuses by kumo.reject, e.g. the relaying check before smtp_server_rcpt_to.
+local function screened(screen, handler, args, conn)
+  return function(...)
+    screen(args, conn)
+    if handler then return handler(...) end
+  end
+end
+
 local function run(event, fixed, raw, args)
   local conn = new_meta('conn_meta', fixed, raw)
-  local ok, result, msg = call(handlers[event], ARGUMENTS[event](args, conn))
+  local handler, screen = handlers[event], support.screens[event]
+  if screen and screen.active() then handler = screened(screen.check, handler, args, conn) end
+  local ok, result, msg = call(handler, ARGUMENTS[event](args, conn))
   local headers = msg and not msg.replaced_data and #msg.changes > 0 and msg.changes or nil
   local msg_meta = msg and msg.meta.changed or nil
   local data = msg and msg.replaced_data and binary(msg.replaced_data) or nil
@@ -409,11 +434,28 @@ function evaluation.resume(co, ctx, event, ok, ...)
   return report(co, ctx, event, co_resume(co, ok, ...))
 end
 
+-- The edge events the host must ask about: those with a handler or an active screen.
 function evaluation.handled_events()
   local out = {}
-  for event in pairs(handlers) do out[#out + 1] = event end
+  for event in pairs(IMPLEMENTED) do
+    local screen = support.screens[event]
+    if handlers[event] or (screen and screen.active()) then out[#out + 1] = event end
+  end
   sort(out)
   return out
+end
+
+-- Runs the pre_init handlers in the order registered, then init, each under
+-- the load limits. Returns nil, or the first error.
+function evaluation.run_init(seconds, budget)
+  in_init = true
+  local all = { table.unpack(pre_init) }
+  all[#all + 1] = handlers.init
+  for _, fn in ipairs(all) do
+    local err = sandbox.run_loading(fn, seconds, budget)
+    if err ~= nil then return err end
+  end
+  return nil
 end
 
 -- For each handler: its file, its lines with code, and those the coverage
@@ -452,6 +494,10 @@ evaluation.finish_loading = sandbox.finish_loading
 evaluation.kumo = kumo
 support.where, support.call_host, support.loading = limits.where, limits.call_host, sandbox.loading
 support.utf8_safe, support.new_meta, support.rebuilders = utf8_safe, new_meta, {}
+-- screens[event] = {active = fn, check = fn(args, conn_meta)}: see `run`;
+-- handler(event) is the policy's handler for an event, if any.
+support.screens = {}
+function support.handler(event) return handlers[event] end
 support.binary, support.remaining = binary, limits.remaining
 -- exceeded() is the limit the running evaluation hit, if any (its errors are
 -- not the policy's own and must not be caught and kept).
