@@ -22,6 +22,14 @@ local function hex_invalid(s)
   end
 end
 
+function kumo.set_diagnostic_log_filter(filter)
+  if type(filter) ~= 'string' then
+    error('bad argument #1 to kumo.set_diagnostic_log_filter (string expected)', 2)
+  end
+  local err = host.set_filter(filter)
+  if err then error('kumo.set_diagnostic_log_filter: ' .. err, 2) end
+end
+
 for _, level in ipairs({ 'debug', 'info', 'warn', 'error' }) do
   kumo['log_' .. level] = function(...)
     if not host.enabled(level) then return end

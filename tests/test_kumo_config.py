@@ -1,0 +1,72 @@
+"""KumoMTA's configuration functions: accepted and ignored with one warning
+each, or honoured (set_diagnostic_log_filter)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from policyd.extensions.log import filter_level
+from policyd.runtime import LuaPolicy
+from policyd.source import PolicyError, PolicySource
+from tests.test_engine import Engine, mail
+
+GUIDE_INIT = """
+kumo.on('init', function()
+  kumo.define_spool { name = 'data', path = '/var/spool/kumomta/data', kind = 'RocksDB' }
+  kumo.define_spool { name = 'meta', path = '/var/spool/kumomta/meta', kind = 'RocksDB' }
+  kumo.configure_local_logs { log_dir = '/var/log/kumomta', max_segment_duration = '1 minute' }
+  kumo.start_http_listener { listen = '127.0.0.1:8000' }
+  kumo.set_smtpsrv_threads(4)
+  kumo.dns.configure_resolver { name_server = { '127.0.0.1:53' } }
+  local pool = kumo.make_egress_pool { name = 'p', entries = {} }
+  assert(type(pool) == 'table')
+end)
+"""
+
+
+def test_outbound_configuration_is_accepted_with_one_warning_each(write_policy) -> None:
+    policy = LuaPolicy(PolicySource.at(write_policy(GUIDE_INIT)))
+    names = [w.split(": kumo.")[1].split(" ")[0] for w in policy.warnings]
+    assert names == [
+        "define_spool", "configure_local_logs", "start_http_listener", "set_smtpsrv_threads",
+        "dns.configure_resolver", "make_egress_pool",
+    ]  # fmt: skip
+    assert policy.warnings[0].startswith("policy.lua:3: kumo.define_spool is accepted and ignored")
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [("kumod=info", None), ("lua=debug", logging.DEBUG), ("warn", logging.WARNING),
+     ("kumod=debug,lua=error", logging.ERROR), ("info,lua=trace", logging.DEBUG),
+     ("lua=off", logging.CRITICAL + 10)],
+)  # fmt: skip
+def test_log_filters_read_the_lua_target(text: str, level: int | None) -> None:
+    assert filter_level(text) == level
+
+
+def test_set_diagnostic_log_filter_sets_the_policy_log_level(write_policy, caplog) -> None:
+    engine = Engine(
+        LuaPolicy(
+            PolicySource.at(
+                write_policy(
+                    "kumo.on('init', function()\n"
+                    "  kumo.set_diagnostic_log_filter 'kumod=info,lua=warn'\n"
+                    "end)\n"
+                    "kumo.on('smtp_server_mail_from', function()\n"
+                    "  kumo.log_info('quiet') kumo.log_warn('loud')\n"
+                    "end)\n"
+                )
+            )
+        )
+    )
+    with caplog.at_level(logging.DEBUG, logger="policyd.policy"):
+        engine.evaluate(mail())
+    texts = [getattr(r, "text", None) for r in caplog.records if r.name == "policyd.policy"]
+    assert texts == ["loud"]
+
+
+def test_a_bad_filter_fails_the_load(write_policy) -> None:
+    with pytest.raises(PolicyError, match=r"kumo\.set_diagnostic_log_filter: 'lua=loud'"):
+        LuaPolicy(PolicySource.at(write_policy("kumo.set_diagnostic_log_filter 'lua=loud'")))
