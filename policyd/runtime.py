@@ -80,6 +80,13 @@ class Pending:
     args: tuple[Any, ...]
 
 
+# redis.open's parameters; only `node` means something for one node here.
+_REDIS_PARAMS = frozenset(
+    ("node", "cluster", "username", "password", "pool_size", "read_from_replicas",
+     "connect_timeout", "wait_timeout", "response_timeout", "recycle_timeout")
+)  # fmt: skip
+
+
 def _deny_attributes(obj: Any, name: str, is_setting: bool) -> str:
     raise AttributeError("Python attributes are not reachable from policies")
 
@@ -209,8 +216,23 @@ class LuaPolicy:
             key=lambda h: (h.source, h.first),
         )
 
-    def _configure_redis(self, node: str) -> None:
+    def _configure_redis(self, params: Any) -> str | None:
+        """redis.open's parameters as KumoMTA documents them; one node only."""
+        given = extensions.to_python(params) if lua54.lua_type(params) == "table" else params
+        if not isinstance(given, dict):
+            return "expected a table {node = 'redis://host:port/', ...}"
+        unknown = sorted(str(k) for k in given if k not in _REDIS_PARAMS)
+        if unknown:
+            return f"unknown parameter {', '.join(unknown)}"
+        node = given.get("node")
+        if isinstance(node, list) and len(node) == 1:
+            node = node[0]
+        if given.get("cluster") or isinstance(node, list):
+            return "Redis Cluster (cluster = true, or several nodes) is not supported here yet"
+        if not isinstance(node, str) or not node:
+            return "node must be a redis:// URL"
         self.redis_node = node
+        return None
 
     def _print(self, text: str) -> None:
         log.info("policy print", extra={"policy": str(self.source), "text": text})

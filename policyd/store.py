@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from urllib.parse import urlsplit
 
 from policy.v1 import policy_pb2 as pb
 from policyd import metrics
@@ -86,7 +87,8 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
     configured = engine.bridge.throttles.configured_url
     if serving.redis_node and configured not in (None, serving.redis_node):
         warnings.append(
-            f"kumo.configure_redis_throttles names {serving.redis_node}; --redis {configured} wins"
+            f"kumo.configure_redis_throttles names {redacted(serving.redis_node)}; "
+            f"--redis {redacted(configured)} wins"
         )
     evaluator = Evaluator(
         serving,
@@ -108,6 +110,17 @@ def prepare(source: PolicySource, trigger: str, engine: Engine) -> tuple[Revisio
         trigger=trigger,
     )
     return revision, warnings
+
+
+def redacted(url: str | None) -> str:
+    """A Redis URL fit for logs: any password replaced by ***."""
+    parts = urlsplit(url or "")
+    if parts.password is None:
+        return url or ""
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()
 
 
 class RevisionStore:

@@ -70,3 +70,35 @@ def test_set_diagnostic_log_filter_sets_the_policy_log_level(write_policy, caplo
 def test_a_bad_filter_fails_the_load(write_policy) -> None:
     with pytest.raises(PolicyError, match=r"kumo\.set_diagnostic_log_filter: 'lua=loud'"):
         LuaPolicy(PolicySource.at(write_policy("kumo.set_diagnostic_log_filter 'lua=loud'")))
+
+
+@pytest.mark.parametrize(
+    ("params", "node"),
+    [("{ node = 'redis://r.example:6380/' }", "redis://r.example:6380/"),
+     ("{ node = { 'redis://one/' }, pool_size = 4, connect_timeout = '5s' }", "redis://one/"),
+     ("{ node = 'redis://r/', username = 'u', password = 'p' }", "redis://r/")],
+)  # fmt: skip
+def test_configure_redis_throttles_takes_redis_open_parameters(write_policy, params, node) -> None:
+    text = f"kumo.on('init', function() kumo.configure_redis_throttles {params} end)"
+    assert LuaPolicy(PolicySource.at(write_policy(text))).redis_node == node
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [("{ node = { 'redis://a/', 'redis://b/' } }", "Redis Cluster"),
+     ("{ node = 'redis://a/', cluster = true }", "Redis Cluster"),
+     ("{ nodes = 'redis://a/' }", "unknown parameter nodes"),
+     ("{}", "node must be a redis:// URL"),
+     ("'redis://a/'", "expected a table")],
+)  # fmt: skip
+def test_configure_redis_throttles_refuses_what_it_cannot_do(write_policy, params, error) -> None:
+    text = f"kumo.configure_redis_throttles({params})"
+    with pytest.raises(PolicyError, match=f"kumo.configure_redis_throttles: .*{error}"):
+        LuaPolicy(PolicySource.at(write_policy(text)))
+
+
+def test_redis_passwords_are_redacted_for_logs() -> None:
+    from policyd.store import redacted
+
+    assert redacted("redis://u:secret@r.example:6379/0") == "redis://u:***@r.example:6379/0"
+    assert redacted("redis://r.example/") == "redis://r.example/"

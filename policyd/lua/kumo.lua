@@ -115,10 +115,8 @@ function kumo.configure_redis_throttles(params)
   if not sandbox.loading() then
     error('kumo.configure_redis_throttles can only be called while the policy loads', 2)
   end
-  if type(params) ~= 'table' or type(params.node) ~= 'string' then
-    error("kumo.configure_redis_throttles{node = 'redis://host:port/'}: node must be a string", 2)
-  end
-  host.configure_redis(params.node)
+  local err = host.configure_redis(params)
+  if err then error('kumo.configure_redis_throttles: ' .. err, 2) end
 end
 
 -- DNS (kumo.dns): looked up asynchronously by the host, cached for the TTL ---
