@@ -28,6 +28,7 @@ from policy.options import ADDRESS_OR_UNIX, Options
 from policy.v1 import POLICY_SERVICE
 from policy.v1 import policy_pb2 as pb
 from policy.v1 import policy_pb2_grpc as pb_grpc
+from policyd import compat
 from policyd.cases import Case, load_cases, run_case
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
@@ -67,19 +68,35 @@ def main() -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def check(path: Path) -> None:
-    """Load a policy as the daemon would (its test cases included) and report it."""
+@click.option(
+    "--strict",
+    is_flag=True,
+    envvar="POLICYCTL_STRICT",
+    help="Exit 1 when the policy refers to KumoMTA API this service does not support "
+    "or accepts and ignores.",
+)
+def check(path: Path, strict: bool) -> None:
+    """Load a policy as the daemon would (its test cases included) and report it,
+    with every KumoMTA API name it refers to that is not supported here."""
     try:
-        revision, warnings = prepare(PolicySource.at(path), "check", Engine())
+        source = PolicySource.at(path)
+        revision, warnings = prepare(source, "check", Engine())
+        policy = LuaPolicy(source)
     except PolicyError as e:
         click.echo(f"FAIL {path}: {e}", err=True)
         sys.exit(2)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+    findings = compat.scan(policy.files, policy.provides)
+    for finding in findings:
+        click.echo(f"compatibility: {finding}", err=True)
     click.echo(f"ok {path}: revision {revision.id}")
     click.echo(f"  files: {', '.join(revision.files)}")
     click.echo(f"  handlers: {', '.join(revision.handlers) or '(none: every command is accepted)'}")
     click.echo(f"  test cases passed: {revision.test_cases}")
+    if strict and findings:
+        click.echo(f"FAIL {path}: {len(findings)} KumoMTA API references not supported (--strict)")
+        sys.exit(1)
 
 
 @main.command()

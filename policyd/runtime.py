@@ -165,12 +165,15 @@ class LuaPolicy:
         if error is not None:
             raise PolicyError(error)
         evaluation.finish_loading()
+        for relpath in source.data_files():
+            self.files.setdefault(relpath, source.read(relpath))
         self.listeners = context.listeners
         self.revision = revision_id(self.files)
         self.handled_events: tuple[str, ...] = tuple(evaluation.handled_events().values())
         self._start = evaluation.start
         self._resume = evaluation.resume
         self._coverage = evaluation.coverage
+        self.provides: Any = evaluation.provides
         self._table = self.lua.table_from
 
     def _load(self, sandbox: Any, relpath: str) -> None:

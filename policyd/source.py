@@ -107,6 +107,15 @@ class PolicySource:
             f"require '{name}': no {' or '.join(candidates) or 'file'} in the policy directory"
         )
 
+    def data_files(self) -> list[str]:
+        """Every data file of the policy directory: a revision holds them all, as a
+        handler may read one (through kumo.memoize, say) long after loading."""
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.suffix in DATA_SUFFIXES and p.is_file()
+        )
+
     def test_files(self) -> list[str]:
         if self.entry == ENTRY:
             return sorted(
@@ -144,6 +153,9 @@ class Snapshot:
 
     def __str__(self) -> str:
         return str(self.source)
+
+    def data_files(self) -> list[str]:
+        return sorted(f for f in self.files if f.endswith(DATA_SUFFIXES))
 
     def read(self, relpath: str) -> bytes:
         try:

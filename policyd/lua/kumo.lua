@@ -478,6 +478,26 @@ end
 
 evaluation.finish_loading = sandbox.finish_loading
 
+-- Whether this service provides a name a policy refers to (policyctl check):
+-- kind 'kumo' (a dotted path under kumo), 'msg' or 'conn_meta' (a method),
+-- or 'event'.
+function evaluation.provides(kind, name)
+  if kind == 'event' then return IMPLEMENTED[name] or INTERNAL[name] ~= nil end
+  local value
+  if kind == 'kumo' then
+    value = kumo
+    for part in string.gmatch(name, '[^.]+') do
+      if type(value) ~= 'table' then return false end
+      value = value[part]
+    end
+  elseif kind == 'msg' then
+    value = support.new_message({ data = '', recipients = {} }, new_meta('conn_meta', {}))[name]
+  else
+    value = new_meta('conn_meta', {})[name]
+  end
+  return value ~= nil
+end
+
 -- What the extensions (lua/ext/*.lua, policyd/extensions) are given beside
 -- `kumo`: where(level) names the policy line, call_host(name, side_effects,
 -- ...) waits for an asynchronous host function, loading() is true while the
