@@ -29,7 +29,8 @@ kumo.on('init', function()
   }
 end)
 
-kumo.on('get_listener_domain', listener_domains:setup { '/opt/kumomta/etc/policy/listener_domains.toml' })
+kumo.on('get_listener_domain',
+        listener_domains:setup { '/opt/kumomta/etc/policy/listener_domains.toml' })
 
 kumo.on('smtp_server_message_received', function(msg)
   local result = kumo.make_throttle('guide-per-sender-' .. msg:sender().domain, '2/hour'):throttle()
