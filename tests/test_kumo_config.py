@@ -102,3 +102,23 @@ def test_redis_passwords_are_redacted_for_logs() -> None:
 
     assert redacted("redis://u:secret@r.example:6379/0") == "redis://u:***@r.example:6379/0"
     assert redacted("redis://r.example/") == "redis://r.example/"
+
+
+def test_auth_plain_with_an_empty_authz_gets_authc_as_in_kumomta(write_policy) -> None:
+    from policy.v1 import policy_pb2 as pb
+    from tests.test_engine import request
+
+    engine = Engine(
+        LuaPolicy(
+            PolicySource.at(
+                write_policy(
+                    "kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n"
+                    "  kumo.reject(535, authz .. '/' .. authc)\n"
+                    "end)\n"
+                )
+            )
+        )
+    )
+    for given, seen in (("", "alice/alice"), ("bob", "bob/alice")):
+        args = pb.AuthPlainArgs(authz=given, authc="alice", password="pw")
+        assert engine.evaluate(request("smtp_server_auth_plain", auth_plain=args)).text == seen

@@ -314,7 +314,10 @@ local ARGUMENTS = {
     return nil, args.domain, conn, args.extensions or {}
   end,
   smtp_server_auth_plain = function(args, conn)
-    return nil, args.authz, args.authc, args.password, conn
+    -- As KumoMTA: an empty authorization identity means the authentication one.
+    local authz = args.authz
+    if authz == nil or authz == '' then authz = args.authc end
+    return nil, authz, args.authc, args.password, conn
   end,
   smtp_server_mail_from = function(args, conn) return nil, support.address(args.sender), conn end,
   smtp_server_rcpt_to = function(args, conn) return nil, support.address(args.recipient), conn end,
