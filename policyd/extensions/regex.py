@@ -29,6 +29,10 @@ import re2
 
 from policyd.extensions import Context, HostFunctions
 
+# A match as google-re2 returns it: span(group) is (-1, -1) for a group that
+# took no part, string is the subject.
+Found = Any
+
 MAX_PATTERN = 64 * 1024  # bytes of pattern text; RE2 bounds the compiled size itself
 OUTSIDE_EVALUATION = 5.0  # seconds an iteration may take when no evaluation bounds it
 
@@ -285,35 +289,19 @@ def translate(pattern: str) -> str:
     return "".join(out)
 
 
-_UNANCHORED = re2._Anchor.UNANCHORED
-
-
-@dataclass(frozen=True)
-class Found:
-    """One match: the subject and each group's (start, end), (-1, -1) for a
-    group that took no part."""
-
-    string: bytes
-    spans: list[tuple[int, int]]
-
-    def span(self, group: int = 0) -> tuple[int, int]:
-        return self.spans[group]
-
-
 @dataclass(frozen=True)
 class Compiled:
     """A compiled pattern and its group names by number."""
 
-    regex: Any  # re2._Regexp
+    regex: Any  # the module's compiled pattern (google-re2 ships no stubs)
     groups: int
     names: dict[int, str]
 
     def search(self, data: bytes, pos: int = 0) -> Found | None:
         """The leftmost match at or after `pos` (with `data` before it as
-        context, for ^ and \\b). RE2's own match call: the module's search
-        costs twice as much per call, which iterating over matches feels."""
-        spans = self.regex._regexp.Match(_UNANCHORED, data, pos, len(data))
-        return None if spans[0][0] < 0 else Found(data, spans)
+        context, for ^ and \\b)."""
+        found: Found | None = self.regex.search(data, pos)
+        return found
 
     def group_of(self, name: str) -> int:
         """The group a replacement's `$name` refers to (-1 for none)."""
