@@ -40,10 +40,9 @@ class Store:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         message_id = new_id()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(
-            None, self.maildir.deliver, envelope.original_content or b"", message_id
-        )
-        return f"250 OK id={message_id}"
+        stored = [(envelope.original_content or b"", message_id)]
+        await loop.run_in_executor(None, self.maildir.deliver, stored)
+        return f"250 OK ids={message_id}"
 
 
 def _passed_back(reply: UpstreamReply) -> str:
@@ -84,7 +83,7 @@ class Forward:
         await self.relay.release(upstream, clean=True)
         if not replies[-1].ok:
             return _passed_back(replies[-1])
-        return f"250 OK id={new_id()}"
+        return f"250 OK ids={new_id()}"
 
 
 def handler(maildir: Path | None, relay: str | None) -> Store | Forward:

@@ -83,6 +83,11 @@ EVENTS: tuple[Event, ...] = (
         logged=(("recipient", "recipient"),), required=("recipient",), value="recipient",
     ),
     Event("smtp_server_data", "message", Stage.DATA, "data", _MESSAGE_LOGGED, value="data"),
+    # Between the two: how the transaction's recipients become messages.
+    Event(
+        "smtp_server_split_transaction", "message", Stage.DATA, "split_transaction",
+        _MESSAGE_LOGGED, value="data",
+    ),
     Event(
         "smtp_server_message_received", "message", Stage.DATA, "message_received",
         _MESSAGE_LOGGED, value="data",
@@ -99,7 +104,7 @@ ARGUMENT_TYPES: Mapping[str, Any] = {
     if field.message_type is not None
 }
 
-CONNECT, EHLO, AUTH_PLAIN, MAIL_FROM, RCPT_TO, DATA, MESSAGE_RECEIVED = EVENTS
+CONNECT, EHLO, AUTH_PLAIN, MAIL_FROM, RCPT_TO, DATA, SPLIT_TRANSACTION, MESSAGE_RECEIVED = EVENTS
 
 
 def of_stage(stage: Stage) -> tuple[Event, ...]:

@@ -38,6 +38,10 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
         verdict.data = outcome.data
     if outcome.extensions is not None:
         verdict.ehlo_extensions.items.extend(outcome.extensions)
+    if outcome.batches is not None:
+        verdict.batches.SetInParent()  # present even when empty: no message at all
+        for batch in outcome.batches:
+            verdict.batches.batches.add(recipients=batch)
 
 
 def continue_instead(verdict: pb.Verdict) -> pb.Verdict:

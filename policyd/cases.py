@@ -19,8 +19,9 @@ from step to step as an edge would:
 
 A step has one event key: `connect = true`, `ehlo`, `helo`, `auth_plain` (a
 table: `{ authc = "alice", password = "secret" }`, optionally `authz`),
-`mail_from`, `rcpt_to`, `data` (the message; runs smtp_server_data, then
-smtp_server_message_received with the first one's header changes applied), or
+`mail_from`, `rcpt_to`, `data` (the message; runs the data phase as the edge
+does: smtp_server_data, smtp_server_split_transaction, then
+smtp_server_message_received once per batch, stopping at a refusal), or
 `wait = SECONDS` (time passes on the case's fake clock: throttles and kumo.sleep
 run on it; each case starts at the same instant with empty throttles). Any
 event's value may also be a table of its argument fields.
@@ -50,13 +51,15 @@ from typing import Any
 
 from policy.addresses import parse
 from policy.events import AUTH_PLAIN, EHLO, MAIL_FROM, RCPT_TO, Event, Stage, of_stage
+from policy.listeners import for_port
+from policy.reception import NO_MESSAGE, receive
 from policy.v1 import policy_pb2 as pb
-from policy.v1.headers import message_after
 from policy.verdicts import ACTION_NAMES, ACTIONS, MODE_NAMES
 from policyd.bridge import Bridge
 from policyd.dns.lookups import Dns
 from policyd.dns.sources import StaticSource
 from policyd.evaluate import Evaluator
+from policyd.extensions.listener import as_contract
 from policyd.runtime import LuaPolicy
 from policyd.source import PolicyError, PolicySource
 from policyd.throttle import Throttles
@@ -231,6 +234,8 @@ class Conversation:
         self.conn_meta: dict[str, str] = {}
         self.sender = ""
         self.recipients: list[str] = []
+        listener = for_port(policy.listeners, local.port, lambda one: one["port"])
+        self.handling = as_contract(listener).batch_handling if listener else 0
 
     async def ask(self, event: Event, arguments: Any) -> pb.Verdict:
         request = event.request(
@@ -269,23 +274,23 @@ class Conversation:
         return verdict
 
     async def _data(self, fields: dict[str, Any]) -> pb.Verdict:
-        """Every event of the DATA stage in turn, each seeing the header changes and
-        message meta of the ones before, until one does not continue."""
-        envelope = {"message_id": "test-message", "sender": self.sender,
-                    "recipients": self.recipients}  # fmt: skip
-        message = envelope | fields
-        data = message.pop("data", "")
-        data = data.encode() if isinstance(data, str) else data
-        msg_meta: dict[str, str] = {}
-        verdict = pb.Verdict(action=pb.ACTION_CONTINUE)
-        for event in of_stage(Stage.DATA):
-            arguments = event.arguments(**message, data=data, msg_meta=msg_meta)
-            verdict = await self.ask(event, arguments)
-            if verdict.action != pb.ACTION_CONTINUE:
-                break
-            data = message_after(data, verdict)
-            msg_meta.update(verdict.msg_meta_set)
-        return verdict
+        """The data phase as the edge runs it (policy/reception.py): the verdict
+        that refused, the edge's refusal when the transaction was split into no
+        message, or the last verdict when every message passed."""
+        data = fields.get("data", "")
+        ids = iter(range(1, 1_000_000))
+        received = await receive(
+            lambda event, arguments: self.ask(event, arguments),
+            lambda: fields.get("message_id") or f"test-message-{next(ids)}",
+            sender=fields.get("sender", self.sender),
+            recipients=list(fields.get("recipients", self.recipients)),
+            data=data.encode() if isinstance(data, str) else data,
+            handling=self.handling,
+        )
+        if received.stopped is None and not received.messages:
+            code, text = NO_MESSAGE
+            return pb.Verdict(action=pb.ACTION_REJECT, code=code, text=text)
+        return received.verdict or pb.Verdict(action=pb.ACTION_CONTINUE)
 
 
 def check(

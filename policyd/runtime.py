@@ -65,6 +65,7 @@ class Outcome:
     auth: bool = False
     msg_meta: dict[str, str] | None = None
     data: bytes | None = None  # the whole message, when a handler replaced it
+    batches: list[list[str]] | None = None  # smtp_server_split_transaction's answer
     exceeded: str | None = None  # the limit it hit, if any
 
 
@@ -306,4 +307,6 @@ def _outcome(result: Any) -> Outcome:
         fields["extensions"] = list(fields["extensions"].values())
     if "data" in fields:
         fields["data"] = extensions.from_binary(fields["data"])
+    if "batches" in fields:
+        fields["batches"] = [list(batch.values()) for batch in fields["batches"].values()]
     return Outcome(**fields)

@@ -16,9 +16,14 @@ from policy import logs, workers
 from policy.events import Stage
 from policy.loop import run
 from policy.options import ADDRESS, ADDRESS_OR_UNIX, Options
+from policy.v1 import policy_pb2 as pb
 from smtpedge.config import EdgeConfig, RelayTarget
 
 _DEFAULTS = EdgeConfig()
+BATCH_HANDLING = {
+    "BifurcateAlways": pb.BATCH_HANDLING_BIFURCATE_ALWAYS,
+    "BatchByDomain": pb.BATCH_HANDLING_BATCH_BY_DOMAIN,
+}
 _STAGES = [s.value for s in Stage]
 opt = Options("SMTPEDGE").option
 FILE = click.Path(dir_okay=False, path_type=Path)
@@ -126,6 +131,15 @@ def main() -> None:
     "--received-header/--no-received-header",
     default=_DEFAULTS.received_header,
     help="Prepend a Received: trace header to accepted messages.",
+)
+@opt(
+    "--batch-handling",
+    type=click.Choice(list(BATCH_HANDLING)),
+    default=None,
+    callback=lambda ctx, param, value: BATCH_HANDLING.get(value, 0),
+    help="How a transaction becomes messages when smtp_server_split_transaction does not "
+    "say: one per recipient (BifurcateAlways) or per recipient domain (BatchByDomain). "
+    "Default: as the policy's listener says, else BifurcateAlways.",
 )
 @opt(
     "--dry-run/--no-dry-run",

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from policy.addresses import Address
 from policy.checks import at_least, more_than_zero
 from policy.events import Stage
+from policy.v1 import policy_pb2 as pb
 
 STARTTLS_MODES = ("no", "opportunistic", "require")
 DEFAULT_LISTEN = Address("127.0.0.1", 2525)
@@ -70,6 +71,10 @@ class EdgeConfig:
     relay_pool: int = 8
     # Prepend a Received: trace header to accepted messages.
     received_header: bool = True
+    # How a transaction is split into messages when smtp_server_split_transaction
+    # does not say (policy_pb2.BatchHandling); unspecified: as the policy's listener
+    # says, else one message per recipient, KumoMTA's default.
+    batch_handling: int = pb.BATCH_HANDLING_UNSPECIFIED
     # Ask the daemon to evaluate and log in dry run: every verdict comes back "continue".
     dry_run: bool = False
     # Streams (each on its own connection) per endpoint; 0: one unary call per event.

@@ -2,19 +2,21 @@
 
 Both answer the same questions at the same points of the transaction: may the
 transaction start (MAIL), may this recipient be added (RCPT), and finally the
-reply to DATA, given only once the message is safe (fsynced into new/, or
-accepted by the upstream). A refusal from the upstream is passed back to the
-client as the upstream worded it; an upstream that cannot be reached, or
-stops answering, gets `451 4.4.1`.
+reply to DATA, given only once every message the transaction was split into
+is safe (fsynced into new/, or accepted by the upstream): `250 OK ids=ID…`.
+A refusal from the upstream is passed back to the client as the upstream
+worded it; an upstream that cannot be reached, or stops answering, gets
+`451 4.4.1`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from policy.reception import Message
 from smtpedge import metrics
 from smtpedge.maildir import Maildir
 from smtpedge.relay import Relay, Upstream, UpstreamError, UpstreamReply
@@ -29,20 +31,21 @@ class Delivery(Protocol):
     async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None: ...
     async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None: ...
     async def deliver(
-        self, session: EdgeSession, sender: str, recipients: list[str], data: bytes, message_id: str
+        self, session: EdgeSession, sender: str, messages: list[Message]
     ) -> Reply: ...
     async def reset(self, session: EdgeSession) -> None: ...
     async def close(self) -> None: ...
 
 
-def accepted(message_id: str, size: int) -> Reply:
-    metrics.MESSAGES_ACCEPTED.inc()
-    metrics.MESSAGE_BYTES.inc(size)
-    return Reply((f"250 OK id={message_id}",))
+def accepted(messages: list[Message], sizes: list[int]) -> Reply:
+    """The reply once every message is safe: their ids, as KumoMTA words it."""
+    metrics.MESSAGES_ACCEPTED.inc(len(messages))
+    metrics.MESSAGE_BYTES.inc(sum(sizes))
+    return Reply(("250 OK ids=" + " ".join(m.message_id for m in messages),))
 
 
 class MaildirDelivery:
-    """One file per accepted transaction, its envelope in its first header lines."""
+    """One file per accepted message, its envelope in its first header lines."""
 
     def __init__(self, maildir: Maildir, hostname: str) -> None:
         self.maildir, self.hostname = maildir, hostname
@@ -53,28 +56,27 @@ class MaildirDelivery:
     async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None:
         return None
 
-    async def deliver(
-        self, session: EdgeSession, sender: str, recipients: list[str], data: bytes, message_id: str
-    ) -> Reply:
-        stored = envelope_headers(sender, recipients) + data
+    async def deliver(self, session: EdgeSession, sender: str, messages: list[Message]) -> Reply:
+        stored = [(envelope_headers(sender, m.recipients) + m.data, m.message_id) for m in messages]
         loop = asyncio.get_running_loop()
         try:
-            name = await loop.run_in_executor(None, self.maildir.deliver, stored, message_id)
+            names = await loop.run_in_executor(None, self.maildir.deliver, stored)
         except OSError:
             log.exception("cannot store message", extra={"session_id": session.id})
             text = f"451 4.3.0 {self.hostname} cannot store the message now, try again later"
             return Reply((text,))
-        log.info(
-            "accepted",
-            extra={
-                "session_id": session.id,
-                "message_id": message_id,
-                "file": name,
-                "recipients": len(recipients),
-                "bytes": len(stored),
-            },
-        )
-        return accepted(message_id, len(stored))
+        for message, name, (data, _) in zip(messages, names, stored, strict=True):
+            log.info(
+                "accepted",
+                extra={
+                    "session_id": session.id,
+                    "message_id": message.message_id,
+                    "file": name,
+                    "recipients": len(message.recipients),
+                    "bytes": len(data),
+                },
+            )
+        return accepted(messages, [len(data) for data, _ in stored])
 
     async def reset(self, session: EdgeSession) -> None:
         return None
@@ -93,11 +95,13 @@ PARAMETERS = {"SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}
 
 @dataclass
 class _Upstreamed:
-    """A client transaction's counterpart upstream: its connection, and how many
-    recipients the upstream accepted (LMTP answers DATA once for each)."""
+    """A client transaction's counterpart upstream: its connection, the MAIL FROM
+    parameters it was opened with, and the recipients the upstream accepted
+    (LMTP answers DATA once for each)."""
 
     upstream: Upstream
-    recipients: int = 0
+    params: list[str]
+    recipients: list[str] = field(default_factory=list)
 
 
 class RelayDelivery:
@@ -105,7 +109,11 @@ class RelayDelivery:
 
     The upstream side of each session's transaction in progress is kept here,
     by session id; whenever it goes wrong the connection is closed (and the
-    client hears 451), so none is ever dropped open.
+    client hears 451), so none is ever dropped open. A transaction the policy
+    left as one message of the same recipients is relayed as it ran; one split
+    into several is relayed as one upstream transaction per message, the open
+    one reset. Should one of those fail after others were relayed, the client
+    hears the failure and its retry duplicates the ones before: never a loss.
     """
 
     def __init__(self, relay: Relay, hostname: str) -> None:
@@ -123,8 +131,10 @@ class RelayDelivery:
         )
         return Reply((f"451 4.4.1 {self.hostname} upstream not available, try again later",))
 
-    async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None:
-        await self.reset(session)
+    async def _begin(
+        self, session: EdgeSession, sender: str, params: list[str]
+    ) -> _Upstreamed | Reply:
+        """MAIL FROM upstream, passing on the parameters the upstream announced."""
         for _attempt in range(2):  # a pooled connection may have gone stale: one fresh retry
             try:
                 upstream, reused = await self.relay.acquire()
@@ -141,32 +151,25 @@ class RelayDelivery:
             if not reply.ok:
                 await self.relay.release(upstream, clean=True)
                 return _passed_back(reply)
-            self._open[session.id] = _Upstreamed(upstream)
-            return None
+            return _Upstreamed(upstream, params)
         return self._unavailable(session, UpstreamError("no working connection"))
 
-    async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None:
-        state = self._open.get(session.id)
-        if state is None:
-            return self._unavailable(session, UpstreamError("the upstream transaction was lost"))
-        try:
-            reply = await state.upstream.command(f"RCPT TO:<{recipient}>")
-        except UpstreamError as e:
-            await self._drop(session)
-            return self._unavailable(session, e)
+    @staticmethod
+    async def _add(state: _Upstreamed, recipient: str) -> Reply | None:
+        """RCPT TO upstream (UpstreamError when the connection fails)."""
+        reply = await state.upstream.command(f"RCPT TO:<{recipient}>")
         if not reply.ok:
             return _passed_back(reply)
-        state.recipients += 1
+        state.recipients.append(recipient)
         return None
 
-    async def deliver(
-        self, session: EdgeSession, sender: str, recipients: list[str], data: bytes, message_id: str
-    ) -> Reply:
-        state = self._open.pop(session.id, None)
-        if state is None:
-            return self._unavailable(session, UpstreamError("the upstream transaction was lost"))
+    async def _send(
+        self, session: EdgeSession, state: _Upstreamed, message: Message
+    ) -> Reply | None:
+        """DATA upstream, then the connection back to the pool; None when the
+        upstream took the message for every recipient."""
         try:
-            replies = await state.upstream.data(data, state.recipients)
+            replies = await state.upstream.data(message.data, len(state.recipients))
         except UpstreamError as e:
             await state.upstream.close()
             return self._unavailable(session, e)
@@ -179,32 +182,94 @@ class RelayDelivery:
             "relayed" if not refused else "refused upstream",
             extra={
                 "session_id": session.id,
-                "message_id": message_id,
+                "message_id": message.message_id,
                 "upstream": str(self.relay.target),
                 "upstream_replies": [" ".join((str(r.code), *r.lines)) for r in replies],
-                "recipients": len(recipients),
-                "bytes": len(data),
+                "recipients": len(message.recipients),
+                "bytes": len(message.data),
             },
         )
-        if refused:  # LMTP: acknowledged only when every recipient is
-            return _passed_back(refused[0])
-        return accepted(message_id, len(data))
+        return _passed_back(refused[0]) if refused else None  # LMTP: every recipient, or none
+
+    async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None:
+        await self.reset(session)
+        state = await self._begin(session, sender, params)
+        if isinstance(state, Reply):
+            return state
+        self._open[session.id] = state
+        return None
+
+    async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None:
+        state = self._open.get(session.id)
+        if state is None:
+            return self._unavailable(session, UpstreamError("the upstream transaction was lost"))
+        try:
+            return await self._add(state, recipient)
+        except UpstreamError as e:
+            del self._open[session.id]
+            await state.upstream.close()
+            return self._unavailable(session, e)
+
+    async def deliver(self, session: EdgeSession, sender: str, messages: list[Message]) -> Reply:
+        state = self._open.get(session.id)
+        if state is None:
+            return self._unavailable(session, UpstreamError("the upstream transaction was lost"))
+        if len(messages) == 1 and messages[0].recipients == state.recipients:
+            del self._open[session.id]
+            reply = await self._send(session, state, messages[0])
+        else:
+            await self.reset(session)
+            reply = await self._each(session, sender, state.params, messages)
+        return reply or accepted(messages, [len(m.data) for m in messages])
+
+    async def _each(
+        self, session: EdgeSession, sender: str, params: list[str], messages: list[Message]
+    ) -> Reply | None:
+        """One upstream transaction per message; the first failure is the answer."""
+        for done, message in enumerate(messages):
+            reply = await self._relay_one(session, sender, params, message)
+            if reply is not None:
+                if done:
+                    log.warning(
+                        "partly relayed",
+                        extra={
+                            "session_id": session.id,
+                            "relayed": [m.message_id for m in messages[:done]],
+                            "message_id": message.message_id,
+                        },
+                    )
+                return reply
+        return None
+
+    async def _relay_one(
+        self, session: EdgeSession, sender: str, params: list[str], message: Message
+    ) -> Reply | None:
+        state = await self._begin(session, sender, params)
+        if isinstance(state, Reply):
+            return state
+        for recipient in message.recipients:
+            try:
+                reply = await self._add(state, recipient)
+            except UpstreamError as e:
+                await state.upstream.close()
+                return self._unavailable(session, e)
+            if reply is not None:
+                await self._release(state)
+                return reply
+        return await self._send(session, state, message)
 
     async def reset(self, session: EdgeSession) -> None:
         """The client's transaction is over: RSET upstream, and back to the pool."""
         state = self._open.pop(session.id, None)
-        if state is None:
-            return
+        if state is not None:
+            await self._release(state)
+
+    async def _release(self, state: _Upstreamed) -> None:
         try:
             reply = await state.upstream.command("RSET")
             await self.relay.release(state.upstream, clean=reply.ok)
         except UpstreamError:
             await self.relay.release(state.upstream, clean=False)
-
-    async def _drop(self, session: EdgeSession) -> None:
-        state = self._open.pop(session.id, None)
-        if state is not None:
-            await state.upstream.close()
 
     async def close(self) -> None:
         states, self._open = list(self._open.values()), {}

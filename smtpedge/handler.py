@@ -18,8 +18,8 @@ from typing import Any
 from policy import events
 from policy.events import Event, Stage
 from policy.ids import new_id
+from policy.reception import NO_MESSAGE, receive
 from policy.v1 import policy_pb2 as pb
-from policy.v1.headers import message_after
 from smtpedge import metrics
 from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery
@@ -32,8 +32,9 @@ log = logging.getLogger("smtpedge.session")
 
 # What an event the policy has no handler for gets, without asking.
 NOT_HANDLED = pb.Verdict(action=pb.ACTION_CONTINUE)
-DATA_EVENTS = events.of_stage(Stage.DATA)  # in the order they fire
 AUTH_INVALID = Reply(("535 5.7.8 Authentication credentials invalid",))
+# smtp_server_split_transaction left no recipient: nothing to store or relay.
+NO_BATCH = Reply(("{} {}".format(*NO_MESSAGE),))
 
 
 class PolicyHandler:
@@ -165,33 +166,42 @@ class PolicyHandler:
         return await self.delivery.rcpt(session, recipient)
 
     async def data(self, session: EdgeSession, transaction: Transaction, data: bytes) -> Reply:
-        """Both data-phase events, each seeing the changes of the one before; then
-        the Received header, then delivery, whose answer is the reply."""
-        message_id = new_id()
-        msg_meta: dict[str, str] = {}
-        for event in DATA_EVENTS:
-            arguments = event.arguments(
-                message_id=message_id,
-                sender=transaction.sender,
-                recipients=transaction.recipients,
-                data=data,
-                msg_meta=msg_meta,
-            )
-            verdict = await self.ask(session, event, arguments)
-            reply = self.refusal(session, event, verdict)
-            if reply is not None:
-                await self.delivery.reset(session)  # the transaction is over
-                return reply
-            assert verdict is not None
-            data = message_after(data, verdict)
-            msg_meta.update(verdict.msg_meta_set)
-        if self.config.received_header:
-            data = self._received(session, transaction, message_id) + data
-        return await self.delivery.deliver(
-            session, transaction.sender, transaction.recipients, data, message_id
-        )
+        """The data phase as KumoMTA runs it (policy/reception.py); then every
+        message it made is handed to delivery, whose answer is the reply."""
 
-    def _received(self, session: EdgeSession, transaction: Transaction, message_id: str) -> bytes:
+        async def ask(event: Event, arguments: Any) -> pb.Verdict | None:
+            return await self.ask(session, event, arguments)
+
+        def trace(message_id: str, recipients: list[str]) -> bytes:
+            return self._received(session, message_id, recipients)
+
+        received = await receive(
+            ask,
+            new_id,
+            sender=transaction.sender,
+            recipients=transaction.recipients,
+            data=data,
+            handling=self._batch_handling(session),
+            trace=trace if self.config.received_header else None,
+        )
+        if received.stopped is not None:
+            await self.delivery.reset(session)  # the transaction is over
+            reply = self.refusal(session, received.stopped, received.verdict)
+            assert reply is not None  # a verdict that stops always refuses
+            return reply
+        if not received.messages:
+            await self.delivery.reset(session)
+            return NO_BATCH
+        return await self.delivery.deliver(session, transaction.sender, received.messages)
+
+    def _batch_handling(self, session: EdgeSession) -> int:
+        """The edge's --batch-handling, else the policy listener's for this port."""
+        if self.config.batch_handling:
+            return self.config.batch_handling
+        listener = self.policy.listener(session.facts.local_port)
+        return listener.batch_handling if listener is not None else 0
+
+    def _received(self, session: EdgeSession, message_id: str, recipients: list[str]) -> bytes:
         facts = session.facts
         return received_header(
             ehlo=facts.ehlo_domain,
@@ -199,7 +209,7 @@ class PolicyHandler:
             hostname=self.hostname,
             protocol=protocol(session.esmtp, facts.HasField("tls"), facts.HasField("auth")),
             message_id=message_id,
-            recipients=transaction.recipients,
+            recipients=recipients,
             when=datetime.now(UTC),
         )
 

@@ -23,7 +23,8 @@ import time
 
 import grpc
 
-from policy.addresses import Address
+from policy.addresses import Address, parse
+from policy.listeners import for_port
 from policy.v1 import policy_pb2 as pb
 from smtpedge import endpoints
 from smtpedge.policy_stream import PolicyConnection, Refused, StreamLost
@@ -33,6 +34,13 @@ log = logging.getLogger("smtpedge.policy")
 # Seconds a connection to an address its name no longer resolves to is kept for
 # the calls already on it (well beyond any stage deadline).
 RETIRE_AFTER = 30.0
+
+
+def _port(listener: pb.Listener) -> int:
+    try:
+        return parse(listener.listen).port
+    except ValueError:  # the daemon checked it; an odd one matches no port
+        return -1
 
 
 class PolicyClient:
@@ -121,6 +129,14 @@ class PolicyClient:
                     return True
                 handled = connection.handled
         return handled is None
+
+    def listener(self, port: int) -> pb.Listener | None:
+        """The policy's listener that shapes a session on `port` (policy/listeners.py),
+        as the first daemon whose stream is up reports it; None when none does."""
+        for connection in self.connections:
+            if connection.handled is not None:
+                return for_port(connection.listeners, port, _port)
+        return None
 
     def _order(self) -> list[PolicyConnection]:
         """Connections to try, round-robin, those with a stream up first."""

@@ -76,6 +76,8 @@ class PolicyConnection:
         self.unary = pb_grpc.PolicyServiceStub(self.channel).Evaluate
         self._stream = pb_grpc.PolicyServiceStub(self.channel).Stream
         self.handled: frozenset[str] | None = None  # set while the stream is up
+        # The listeners of the revision last heard of (PolicyInfo.listeners).
+        self.listeners: list[pb.Listener] = []
         self._pending: dict[int, asyncio.Future[pb.Verdict]] = {}
         self._outbox: list[pb.EvaluateRequest] = []
         self._wake = asyncio.Event()
@@ -137,6 +139,7 @@ class PolicyConnection:
     def _policy_info(self, info: pb.PolicyInfo) -> None:
         message = "policy stream up" if self.handled is None else "policy revision changed"
         self.handled = frozenset(info.handled_events)
+        self.listeners = list(info.listeners)
         log.info(
             message,
             extra={

@@ -114,7 +114,7 @@ def test_swaks_tls_delivers(tls_stack, certs) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "=== TLS started with cipher" in result.stdout
-    assert "<~  250 OK id=" in result.stdout  # '~': said inside TLS
+    assert "<~  250 OK ids=" in result.stdout  # '~': said inside TLS
     (stored,) = stack.stored()
     assert header_values(stored, "X-tls_protocol_version")[0].startswith("TLSv1.")
 

@@ -239,7 +239,7 @@ def test_a_verdict_that_comes_too_late_is_never_a_continue(
             assert client.command(b"RCPT TO:<b@example.com>") == b"250 OK\r\n"
             client.command(b"DATA")
             client.send(b"Subject: accepted without a verdict\r\n\r\nbody\r\n.\r\n")
-            assert client.reply().startswith(b"250 OK id=")
+            assert client.reply().startswith(b"250 OK ids=")
     stage = {"stage": "mail"}
     opened = metric(metrics_port, "smtpedge_policy_fail_open_total", stage)
     closed = metric(metrics_port, "smtpedge_policy_unavailable_total", stage)

@@ -106,6 +106,7 @@ def test_every_event_row_names_a_real_argument_field_and_a_stage() -> None:
         assert events.BY_NAME[event.name] is event and events.BY_SHORT[event.short] is event
     assert [e.name for e in events.of_stage(events.Stage.DATA)] == [
         "smtp_server_data",
+        "smtp_server_split_transaction",
         "smtp_server_message_received",
     ]
 
@@ -156,7 +157,7 @@ HANDLER_ARGUMENTS: list[tuple[events.Event, dict[str, Any], str]] = [
              "data": b"Subject: s\r\n\r\n"},
             "message m1 from a@example.com to 2 | conn_meta edge-1",
         )
-        for event in (events.DATA, events.MESSAGE_RECEIVED)
+        for event in (events.DATA, events.SPLIT_TRANSACTION, events.MESSAGE_RECEIVED)
     ),
 ]  # fmt: skip
 

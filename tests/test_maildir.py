@@ -1,4 +1,5 @@
-"""Maildir mode: one durable file per transaction, its envelope, its trace header."""
+"""Maildir mode: one durable file per message (per recipient by default, as KumoMTA
+splits a transaction), its envelope, its trace header."""
 
 from __future__ import annotations
 
@@ -37,28 +38,46 @@ def send(port: int, helo: bytes, recipients: list[bytes], body: bytes) -> bytes:
 
 
 @pytest.mark.policy(POLICY)
-def test_one_file_per_transaction_with_every_accepted_recipient(stack) -> None:
+def test_one_file_per_accepted_recipient_each_with_its_id(stack) -> None:
     reply = send(
         stack.port,
         b"EHLO client.test",
         [b"one@example.com", b"refused@example.com", b"two@example.net", b"three@example.org"],
         b"Subject: many\r\n\r\nbody\r\n",
     )
-    assert reply.startswith(b"250 OK id=")
-    (entry,) = stack.stored_entries()
-    assert entry.sender == "sender@example.com"
-    assert entry.recipients == ["one@example.com", "two@example.net", "three@example.org"]
-    assert entry.raw.startswith(
-        b"Return-Path: <sender@example.com>\r\n"
-        b"X-Envelope-To: <one@example.com>\r\n"
-        b"X-Envelope-To: <two@example.net>\r\n"
-        b"X-Envelope-To: <three@example.org>\r\n"
-        b"Received: "
-    )
-    assert entry.message == b"Subject: many\r\n\r\nbody\r\n"
-    assert b"refused@example.com" not in entry.raw
-    files = list((stack.maildir / "new").iterdir())
-    assert reply.split(b"id=")[1].strip().decode() in files[0].name
+    assert re.fullmatch(rb"250 OK ids=(\w+) (\w+) (\w+)\r\n", reply), reply
+    ids = reply[len(b"250 OK ids=") :].split()
+    assert len(set(ids)) == 3
+    names = {p.name: p for p in (stack.maildir / "new").iterdir()}
+    assert len(names) == 3
+    for message_id, recipient in zip(ids, ["one@example.com", "two@example.net",
+                                           "three@example.org"], strict=True):  # fmt: skip
+        (name,) = [n for n in names if f"_{message_id.decode()}." in n]
+        entry = parse_stored(names[name].read_bytes())
+        assert entry.sender == "sender@example.com" and entry.recipients == [recipient]
+        assert entry.raw.startswith(
+            b"Return-Path: <sender@example.com>\r\nX-Envelope-To: <%s>\r\nReceived: "
+            % recipient.encode()
+        )
+        assert b"id %s\r\n\tfor <%s>;" % (message_id, recipient.encode()) in entry.received
+        assert entry.message == b"Subject: many\r\n\r\nbody\r\n"
+        assert b"refused@example.com" not in entry.raw
+
+
+@pytest.mark.policy(
+    POLICY + "kumo.start_esmtp_listener { listen = '0.0.0.0:25', batch_handling = 'BatchByDomain' }"
+)
+def test_batch_by_domain_makes_one_file_per_recipient_domain(stack) -> None:
+    recipients = [b"a@one.example", b"b@two.example", b"c@ONE.example"]
+    reply = send(stack.port, b"EHLO client.test", recipients, b"Subject: d\r\n\r\nbody\r\n")
+    assert re.fullmatch(rb"250 OK ids=\w+ \w+\r\n", reply), reply
+    entries = sorted(stack.stored_entries(), key=lambda entry: entry.recipients)
+    assert [e.recipients for e in entries] == [
+        ["a@one.example", "c@ONE.example"],
+        ["b@two.example"],
+    ]
+    # a message for several recipients names none of them in its trace header
+    assert b"for <" not in entries[0].received and b"for <b@two.example>" in entries[1].received
 
 
 def parsed_received(entry) -> tuple[str, datetime]:
@@ -73,13 +92,12 @@ def parsed_received(entry) -> tuple[str, datetime]:
     [
         (b"EHLO client.test", [b"one@example.com"], "ESMTP", " for <one@example.com>"),
         (b"HELO client.test", [b"one@example.com"], "SMTP", " for <one@example.com>"),
-        (b"EHLO client.test", [b"one@example.com", b"two@example.com"], "ESMTP", ""),
     ],
 )
 def test_the_received_header(stack, greeting, recipients, protocol, for_clause) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
     reply = send(stack.port, greeting, recipients, b"Subject: trace\r\n\r\nbody\r\n")
-    message_id = reply.split(b"id=")[1].strip().decode()
+    message_id = reply.split(b"ids=")[1].strip().decode()
     (entry,) = stack.stored_entries()
     value, when = parsed_received(entry)
     assert value.startswith(
@@ -123,7 +141,7 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path) -> None:
                         reply = send(port, b"EHLO client.test", [b"r@example.com"], body)
                     except (OSError, ConnectionError, TimeoutError):
                         return
-                    if reply.startswith(b"250 OK id="):
+                    if reply.startswith(b"250 OK ids="):
                         acknowledged.add(subject)
 
             thread = threading.Thread(target=traffic)
@@ -159,7 +177,7 @@ def test_the_message_id_is_in_the_reply_the_logs_and_the_decision_log(
     reply = send(
         stack.port, b"EHLO client.test", [b"one@example.com"], b"Subject: ids\r\n\r\nb\r\n"
     )
-    message_id = reply.split(b"id=")[1].strip().decode()
+    message_id = reply.split(b"ids=")[1].strip().decode()
     (accepted,) = [e for e in stack.edge.log_lines() if e.get("msg") == "accepted"]
     assert accepted["message_id"] == message_id
     assert message_id in accepted["file"]

@@ -98,7 +98,7 @@ def test_metrics_on_both_processes_move_with_traffic(process_stack_factory) -> N
         client.command(b"RCPT TO:<r@example.com>")
         client.command(b"DATA")
         client.send(b"Subject: counted\r\n\r\nbody\r\n.\r\n")
-        assert client.reply().startswith(b"250 OK id=")
+        assert client.reply().startswith(b"250 OK ids=")
     edge, daemon = scrape(edge_port), scrape(daemon_port)
 
     def moved(samples, before, name, **labels):
@@ -281,7 +281,7 @@ def test_dry_run_lets_mail_through_and_logs_the_would_be_rejects(stack_factory, 
         client.command(b"RCPT TO:<b@example.com>")
         client.command(b"DATA")
         client.send(b"Subject: dry\r\n\r\nbody\r\n.\r\n")
-        assert client.reply().startswith(b"250 OK id=")
+        assert client.reply().startswith(b"250 OK ids=")
     assert len(stack.stored()) == 1
     (decision,) = decisions(stack.daemon, lambda d: d["event"] == "smtp_server_mail_from")
     assert decision["dry_run"] is True

@@ -83,7 +83,7 @@ def test_edge_with_a_valid_client_certificate(tmp_path, certs, procs) -> None:
     )  # fmt: skip
     procs.append(edge)
     assert send_mail(port, b"blocked@example.com")[-1] == b"550 5.7.1 blocked sender\r\n"
-    assert send_mail(port)[-1].startswith(b"250 OK id=")
+    assert send_mail(port)[-1].startswith(b"250 OK ids=")
     (stored,) = (workdir / "mail" / "new").iterdir()
     assert b"\r\nX-Edge-Cert: edge-a\r\n" in stored.read_bytes()
     connected = procs[0].wait_for_log(lambda e: e.get("msg") == "edge connected")
@@ -238,7 +238,7 @@ def test_unix_sockets_between_edge_and_daemon(tmp_path, procs) -> None:
     edge, port = start_edge(address, workdir)
     procs.append(edge)
     assert send_mail(port, b"blocked@example.com")[-1] == b"550 5.7.1 blocked sender\r\n"
-    assert send_mail(port)[-1].startswith(b"250 OK id=")
+    assert send_mail(port)[-1].startswith(b"250 OK ids=")
     assert len(list((workdir / "mail" / "new").iterdir())) == 1
     assert ctl("status", "--server", address).returncode == 0  # local: admin allowed
 

@@ -100,27 +100,39 @@ BODIES = [
 
 
 def test_relayed_messages_arrive_byte_identical_apart_from_the_trace_header(relay) -> None:
+    """Each message the transaction was split into (one per recipient, the
+    default) is its own upstream transaction, with its own id and header."""
     upstream, port, edge = relay()
-    ids = []
+    wanted = []  # (body, message id, recipients) of every message upstream should get
     for n, body in enumerate(BODIES):
         recipients = [b"b@example.com"] if n % 2 else [b"b@example.com", b"c@example.net"]
         replies = transaction(port, b"a@example.com", recipients, body)
         assert replies[0] == b"250 OK\r\n" and replies[-2].startswith(b"354")
         assert all(r == b"250 OK\r\n" for r in replies[1:-2])
-        assert replies[-1].startswith(b"250 OK id=")
-        ids.append(replies[-1][len(b"250 OK id=") :].strip())
+        assert replies[-1].startswith(b"250 OK ids=")
+        ids = replies[-1][len(b"250 OK ids=") :].split()
+        wanted += [(body, i, [r.decode()]) for i, r in zip(ids, recipients, strict=True)]
     got = upstream.messages()
-    assert len(got) == len(BODIES)
-    for (data, envelope), body, message_id in zip(got, BODIES, ids, strict=True):
+    assert len(got) == len(wanted) == 8
+    for (data, envelope), (body, message_id, batch) in zip(got, wanted, strict=True):
         match = RECEIVED.match(data)
         assert match, data[:300]
         assert match.group(1) == message_id
+        assert f"for <{batch[0]}>".encode() in match.group()
         assert data[match.end() :] == body  # byte for byte
         assert envelope["sender"] == "a@example.com"
-    assert got[1][1]["recipients"] == ["b@example.com"]
-    assert got[0][1]["recipients"] == ["b@example.com", "c@example.net"]
+        assert envelope["recipients"] == batch
     relayed = [e for e in edge.log_lines() if e.get("msg") == "relayed"]
-    assert [e["message_id"] for e in relayed] == [i.decode() for i in ids]
+    assert [e["message_id"] for e in relayed] == [i.decode() for _, i, _ in wanted]
+
+
+def test_batch_by_domain_relays_one_upstream_transaction_per_domain(relay) -> None:
+    upstream, port, _ = relay(edge_args=("--batch-handling", "BatchByDomain"))
+    recipients = [b"a@one.example", b"b@two.example", b"c@one.example"]
+    replies = transaction(port, b"s@example.com", recipients, b"Subject: d\r\n\r\nbody\r\n")
+    assert re.fullmatch(rb"250 OK ids=\w+ \w+\r\n", replies[-1]), replies
+    got = [envelope["recipients"] for _, envelope in upstream.messages()]
+    assert got == [["a@one.example", "c@one.example"], ["b@two.example"]]
 
 
 def test_upstream_refusals_reach_the_client_as_worded(relay) -> None:
@@ -139,7 +151,7 @@ def test_upstream_refusals_reach_the_client_as_worded(relay) -> None:
     assert replies[3] == (
         b"550-5.1.1 <perm-fail@example.com>: no such user upstream\r\n550 5.1.1 second line\r\n"
     )
-    assert replies[-1].startswith(b"250 OK id=")
+    assert replies[-1].startswith(b"250 OK ids=")
     for code in (b"451", b"554"):
         body = b"X-Upstream-Reply: " + code + b"\r\nSubject: refused\r\n\r\nbody\r\n"
         replies = transaction(port, b"a@example.com", [b"b@example.com"], body)
@@ -160,7 +172,7 @@ def test_policy_verdicts_come_first(relay) -> None:
     replies = transaction(
         port, b"a@example.com", [b"ok@example.com"], b"Subject: fine\r\n\r\nb\r\n"
     )
-    assert replies[-1].startswith(b"250 OK id=")
+    assert replies[-1].startswith(b"250 OK ids=")
     # The upstream saw only the second transaction (the first was reset there).
     assert [env["recipients"] for _, env in upstream.messages()] == [["ok@example.com"]]
 
@@ -203,7 +215,7 @@ def test_upstream_connections_are_reused(relay) -> None:
         replies = transaction(
             port, b"a@example.com", [b"b@example.com"], b"Subject: %d\r\n\r\n" % n
         )
-        assert replies[-1].startswith(b"250 OK id=")
+        assert replies[-1].startswith(b"250 OK ids=")
     assert len(upstream.messages()) == 6
     assert upstream.connections() == 1
 
@@ -211,7 +223,7 @@ def test_upstream_connections_are_reused(relay) -> None:
 def test_lmtp_upstream(relay) -> None:
     upstream, port, _ = relay("--lmtp", url="lmtp://127.0.0.1:{port}")
     ok = transaction(port, b"a@example.com", [b"b@example.com", b"c@example.com"], b"S: 1\r\n\r\n")
-    assert ok[-1].startswith(b"250 OK id=")
+    assert ok[-1].startswith(b"250 OK ids=")
     assert sorted(env["recipients"][0] for _, env in upstream.messages()) == [
         "b@example.com",
         "c@example.com",
@@ -240,7 +252,7 @@ def test_starttls_to_the_upstream(relay, certificate) -> None:
         url="smtp://127.0.0.1:{port}?starttls=require&verify=no",
     )  # fmt: skip
     replies = transaction(port, b"a@example.com", [b"b@example.com"], b"Subject: tls\r\n\r\n")
-    assert replies[-1].startswith(b"250 OK id=")
+    assert replies[-1].startswith(b"250 OK ids=")
     ((_, envelope),) = upstream.messages()
     assert envelope["tls"] is True
 
@@ -272,7 +284,7 @@ def test_a_postfix_smtp_sink_upstream(tmp_path) -> None:
         replies = transaction(
             port, b"a@example.com", [b"b@example.com"], b"Subject: to smtp-sink\r\n\r\nhello\r\n"
         )
-        assert replies[-1].startswith(b"250 OK id=")
+        assert replies[-1].startswith(b"250 OK ids=")
         deadline = time.monotonic() + 5
         while not list(dump.iterdir()):
             assert time.monotonic() < deadline
@@ -375,7 +387,7 @@ def test_no_upstream_connection_is_left_open_after_an_error(tmp_path, monkeypatc
         for _ in modes:
             replies = transaction(port, b"a@example.com", [b"b@example.com"], b"S: x\r\n\r\n")
             assert any(UNAVAILABLE.match(r) for r in replies), replies
-            assert not any(r.startswith(b"250 OK id=") for r in replies)
+            assert not any(r.startswith(b"250 OK ids=") for r in replies)
         deadline = time.monotonic() + 10
         while len(upstream.closed) < len(modes) or not all(e.is_set() for _, e in upstream.closed):
             if time.monotonic() > deadline:

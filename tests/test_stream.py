@@ -115,7 +115,7 @@ def test_the_edge_asks_only_about_events_the_policy_handles(tmp_path) -> None:
             client.command(b"RCPT TO:<b@example.com>")
             client.command(b"DATA")
             client.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
-            assert client.reply().startswith(b"250 OK id=")
+            assert client.reply().startswith(b"250 OK ids=")
         assert evaluations(metrics_port) == {"smtp_server_mail_from": 1.0}
     finally:
         edge.stop()

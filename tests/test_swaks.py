@@ -40,7 +40,7 @@ def test_swaks_delivers(stack) -> None:
         "hello from swaks",
     )
     assert result.returncode == 0, result.stdout
-    assert "<-  250 OK id=" in result.stdout
+    assert "<-  250 OK ids=" in result.stdout
     (stored,) = stack.stored()
     assert b"Subject: from swaks\r\n" in stored
     assert b"\r\nX-Checked: yes\r\n\r\nhello from swaks" in stored

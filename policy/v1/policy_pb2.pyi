@@ -199,7 +199,7 @@ class MessageArgs(_message.Message):
     def __init__(self, message_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ..., msg_meta: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error", "dry_run", "data")
+    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error", "dry_run", "data", "batches")
     class MetaSetEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +229,7 @@ class Verdict(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     action: Action
     code: int
@@ -244,7 +245,20 @@ class Verdict(_message.Message):
     error: str
     dry_run: bool
     data: bytes
-    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., dry_run: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
+    batches: Batches
+    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., dry_run: _Optional[bool] = ..., data: _Optional[bytes] = ..., batches: _Optional[_Union[Batches, _Mapping]] = ...) -> None: ...
+
+class Batches(_message.Message):
+    __slots__ = ("batches",)
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    batches: _containers.RepeatedCompositeFieldContainer[Batch]
+    def __init__(self, batches: _Optional[_Iterable[_Union[Batch, _Mapping]]] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("recipients",)
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    recipients: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recipients: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeaderChange(_message.Message):
     __slots__ = ("op", "name", "value")

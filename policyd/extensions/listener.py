@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from policy.addresses import parse, parse_ip
+from policy.listeners import for_port
 from policy.v1 import policy_pb2 as pb
 from policyd.extensions import Context, HostFunctions, to_python
 
@@ -191,10 +192,7 @@ def functions(context: Context) -> HostFunctions:
     def relay_host(via: str, peer: str) -> bool:
         """Whether the peer is in relay_hosts of the listener it came in by: the
         listener on that port, else the first, else KumoMTA's default."""
-        port = parse(via).port
-        chosen = next((lst for lst in context.listeners if lst["port"] == port), None)
-        if chosen is None and context.listeners:
-            chosen = context.listeners[0]
+        chosen = for_port(context.listeners, parse(via).port, lambda one: one["port"])
         cidrs = chosen["relay_hosts"] if chosen else DEFAULT_RELAY_HOSTS
         return covers(cidrs, peer)
 

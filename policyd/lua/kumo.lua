@@ -296,6 +296,41 @@ local function extension_list(value)
   return value
 end
 
+-- What smtp_server_split_transaction returned, as an array of arrays of
+-- address texts (nil: let batch_handling decide). KumoMTA's own example returns
+-- batches keyed by domain, so any table of batches is taken, keys in order.
+local function address_text(value)
+  if type(value) == 'string' then return value end
+  if type(value) == 'table' and type(value.email) == 'string' then return value.email end
+end
+
+local function batch_list(value)
+  if value == nil then return nil end
+  local problem = 'smtp_server_split_transaction handler must return nil or a table of '
+    .. 'lists of addresses, got '
+  if type(value) ~= 'table' then return nil, problem .. type(value) end
+  local keys = {}
+  for key in pairs(value) do keys[#keys + 1] = key end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == 'number' or type(a) == 'string') then return a < b end
+    return type(a) == 'number'
+  end)
+  local out = {}
+  for i, key in ipairs(keys) do
+    local batch = value[key]
+    if type(batch) ~= 'table' then return nil, problem .. 'a batch that is a ' .. type(batch) end
+    local texts = {}
+    for j, address in ipairs(batch) do
+      texts[j] = address_text(address)
+      if not texts[j] or not utf8_len(texts[j]) or find(texts[j], '[%c ]') then
+        return nil, problem .. 'an address ' .. tostring(address)
+      end
+    end
+    out[i] = texts
+  end
+  return out
+end
+
 -- The Lua side of each event in the host's event table (policy/events.py):
 -- the handler's arguments, made from the event's arguments and conn_meta,
 -- after the message object of data-phase events (nil for the others). The
@@ -322,6 +357,7 @@ local ARGUMENTS = {
   smtp_server_mail_from = function(args, conn) return nil, support.address(args.sender), conn end,
   smtp_server_rcpt_to = function(args, conn) return nil, support.address(args.recipient), conn end,
   smtp_server_data = message_arguments,
+  smtp_server_split_transaction = message_arguments,
   smtp_server_message_received = message_arguments,
 }
 
@@ -343,7 +379,8 @@ local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
 -- fields (only those that apply are set): action ('continue', 'reject',
 -- 'disconnect' or 'error'), code, text, mode, error, meta (conn_meta changes),
 -- headers (header changes), extensions (a replaced EHLO list), auth (the AUTH
--- answer), msg_meta (message meta changes), data (the whole message, as
+-- answer), batches (smtp_server_split_transaction's recipient lists),
+-- msg_meta (message meta changes), data (the whole message, as
 -- binary(), when a handler set msg.replaced_data: then headers is nil, as
 -- the data has its changes).
 local function call(handler, msg, ...)
@@ -369,14 +406,17 @@ local function run(event, fixed, raw, args)
   local msg_meta = msg and msg.meta.changed or nil
   local data = msg and msg.replaced_data and binary(msg.replaced_data) or nil
   if ok then
-    local extensions, err
+    local extensions, batches, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
+    if event == 'smtp_server_split_transaction' then batches, err = batch_list(result) end
     if err then return { action = 'error', error = err } end
-    if not (conn.changed or headers or extensions or result == true or msg_meta or data) then
+    if not (conn.changed or headers or extensions or result == true or msg_meta or data
+            or batches) then
       return 'continue'  -- the common outcome, as a string: no table to build and read back
     end
     return { action = 'continue', meta = conn.changed, headers = headers,
-             extensions = extensions, auth = result == true, msg_meta = msg_meta, data = data }
+             extensions = extensions, auth = result == true, msg_meta = msg_meta, data = data,
+             batches = batches }
   end
   if type(result) == 'table' then
     return { action = result.action, code = result.code, text = result.text, mode = result.mode,
