@@ -88,7 +88,18 @@ def main() -> None:
     help="A policy daemon HOST:PORT or unix:PATH; repeat for several (calls are balanced "
     "and fail over). A name resolving to several addresses reaches them all.",
 )
-@opt("--hostname", default=_DEFAULTS.hostname, help="Host name used in the banner and in replies.")
+@opt(
+    "--hostname",
+    default=_DEFAULTS.hostname,
+    help="Host name used in the banner and in replies  [default: the policy listener's "
+    "hostname, else this machine's name]",
+)
+@opt(
+    "--banner",
+    default=_DEFAULTS.banner,
+    help="The greeting: 220 HOSTNAME BANNER  [default: the policy listener's banner, else "
+    f"{_DEFAULTS.banner!r}]",
+)
 @opt(
     "--edge-id",
     default=None,
@@ -189,6 +200,13 @@ def main() -> None:
     help="Recipients per transaction (452 4.5.3 beyond).",
 )
 @opt(
+    "--max-messages-per-connection",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.max_messages_per_connection,
+    help="Recipients per connection, as KumoMTA's max_messages_per_connection counts "
+    "them (452 4.5.3 beyond; 421 and close when a transaction has none yet).",
+)
+@opt(
     "--max-connections",
     type=click.IntRange(min=1),
     default=_DEFAULTS.max_connections,
@@ -248,7 +266,7 @@ def serve(workers: int, loop: str, log_level: str, **options: Any) -> None:
     """Serve SMTP, asking the policy daemon at every stage."""
     logs.configure(log_level)
     try:
-        config = make_config(**options)
+        config = make_config(**options, explicit=given(click.get_current_context()))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
@@ -259,6 +277,13 @@ def serve(workers: int, loop: str, log_level: str, **options: Any) -> None:
     except OSError as e:
         click.echo(f"smtpedge: {e}", err=True)
         sys.exit(1)
+
+
+def given(ctx: click.Context) -> frozenset[str]:
+    """The options set on the command line or in the environment: those the
+    policy's listener does not override."""
+    sources = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return frozenset(name for name in ctx.params if ctx.get_parameter_source(name) in sources)
 
 
 def make_config(**options: Any) -> EdgeConfig:

@@ -59,6 +59,8 @@ class EdgeConfig:
     # Policy daemon endpoints; calls are balanced and fail over between them.
     policy_servers: tuple[Address, ...] = (DEFAULT_POLICY_SERVER,)
     hostname: str = field(default_factory=socket.gethostname)
+    # The greeting is "220 HOSTNAME BANNER".
+    banner: str = "ESMTP smtpedge"
     # This edge's identity and listener metadata, visible to the policy in conn_meta
     # ("edge_id", and each label under its own name). edge_id defaults to the hostname.
     edge_id: str | None = None
@@ -86,8 +88,10 @@ class EdgeConfig:
     fail_open: frozenset[Stage] = frozenset()
     # Largest message accepted, in bytes (advertised as SIZE); 0: no limit.
     max_message_size: int = 10 * 1024 * 1024
-    # Recipients per transaction.
+    # Recipients per transaction, and per connection (KumoMTA's
+    # max_messages_per_connection, which counts recipients).
     max_recipients: int = 100
+    max_messages_per_connection: int = 10_000
     # Concurrent SMTP connections, over all listeners.
     max_connections: int = 5000
     # Seconds a client may go without a recognised command before it is disconnected.
@@ -112,6 +116,10 @@ class EdgeConfig:
     policy_tls_server_name: str | None = None
     # Allow plaintext to policy daemons that are not on loopback or a Unix socket.
     allow_plaintext: bool = False
+    # The fields above given on the command line or in the environment: the
+    # policy's listener (kumo.start_esmtp_listener) shapes the others it sets
+    # (hostname, banner, sizes and counts, received_header, batch_handling).
+    explicit: frozenset[str] = frozenset()
     # A worker under --workers: shares the listening port with its siblings, and
     # the supervisor reports "listening".
     worker: bool = False
@@ -133,6 +141,7 @@ class EdgeConfig:
                 "--relay-pool": (self.relay_pool, 0),
                 "--shutdown-grace": (self.shutdown_grace, 0),
                 "--max-recipients": (self.max_recipients, 1),
+                "--max-messages-per-connection": (self.max_messages_per_connection, 1),
                 "--max-connections": (self.max_connections, 1),
             }
         )

@@ -23,6 +23,7 @@ from policy.v1 import policy_pb2 as pb
 from smtpedge import metrics
 from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery
+from smtpedge.listener_params import params
 from smtpedge.policy_client import PolicyClient
 from smtpedge.replies import Reply, render
 from smtpedge.session import EdgeSession, Transaction
@@ -43,9 +44,10 @@ class PolicyHandler:
     ) -> None:
         self.policy = policy
         self.client = client
-        self.hostname = client.hostname
         self.delivery = delivery
         self.config = config
+        # How a session is shaped when its listener does not say (tests, chiefly).
+        self._params = params(config, None)[0]
         self._timeouts = {stage: config.timeout(stage) for stage in Stage}
         self._seconds = {s: metrics.POLICY_CALL_SECONDS.labels(s.value) for s in Stage}
 
@@ -85,7 +87,7 @@ class PolicyHandler:
         self, session: EdgeSession, event: Event, verdict: pb.Verdict | None
     ) -> Reply | None:
         """The reply a verdict calls for (None: proceed), logged when it refuses."""
-        reply = render(verdict, self.hostname, event.stage)
+        reply = render(verdict, (session.params or self._params).hostname, event.stage)
         if reply is not None:
             log.info(
                 "refused",
@@ -175,14 +177,15 @@ class PolicyHandler:
         def trace(message_id: str, recipients: list[str]) -> bytes:
             return self._received(session, message_id, recipients)
 
+        shape = session.params or self._params
         received = await receive(
             ask,
             new_id,
             sender=transaction.sender,
             recipients=transaction.recipients,
             data=data,
-            handling=self._batch_handling(session),
-            trace=trace if self.config.received_header else None,
+            handling=shape.batch_handling,
+            trace=trace if shape.received_header else None,
         )
         if received.stopped is not None:
             await self.delivery.reset(session)  # the transaction is over
@@ -194,19 +197,12 @@ class PolicyHandler:
             return NO_BATCH
         return await self.delivery.deliver(session, transaction.sender, received.messages)
 
-    def _batch_handling(self, session: EdgeSession) -> int:
-        """The edge's --batch-handling, else the policy listener's for this port."""
-        if self.config.batch_handling:
-            return self.config.batch_handling
-        listener = self.policy.listener(session.facts.local_port)
-        return listener.batch_handling if listener is not None else 0
-
     def _received(self, session: EdgeSession, message_id: str, recipients: list[str]) -> bytes:
         facts = session.facts
         return received_header(
             ehlo=facts.ehlo_domain,
             peer_ip=facts.peer_ip,
-            hostname=self.hostname,
+            hostname=(session.params or self._params).hostname,
             protocol=protocol(session.esmtp, facts.HasField("tls"), facts.HasField("auth")),
             message_id=message_id,
             recipients=recipients,

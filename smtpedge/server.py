@@ -15,6 +15,7 @@ import logging
 import resource
 import ssl
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import grpc
@@ -26,6 +27,7 @@ from policy.v1 import policy_pb2 as pb
 from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery, MaildirDelivery, RelayDelivery
 from smtpedge.handler import PolicyHandler
+from smtpedge.listener_params import params
 from smtpedge.maildir import Maildir
 from smtpedge.policy_client import PolicyClient
 from smtpedge.relay import Relay
@@ -116,24 +118,50 @@ class EdgeServer:
         if self._on_ready is not None:
             self._on_ready()
 
-    def _settings(self, starttls: ssl.SSLContext | None) -> Settings:
-        config = self.config
-        return Settings(
-            config.hostname,
-            max_message_size=config.max_message_size,
-            max_recipients=config.max_recipients,
-            idle_timeout=config.idle_timeout,
-            starttls=starttls,
-            require_tls=config.require_tls,
-        )
+    def _settings(self, starttls: ssl.SSLContext | None) -> Callable[[int], Settings]:
+        """One listener's settings for a session on a port: the edge's flags and the
+        policy's listener for that port (listener_params.py), rebuilt (and logged)
+        only when the policy's listener changes."""
+        config, policy = self.config, self._policy
+        assert policy is not None
+        made: dict[int, tuple[pb.Listener | None, Settings]] = {}
+
+        def settings(port: int) -> Settings:
+            listener = policy.listener(port)
+            known = made.get(port)
+            if known is not None and known[0] == listener:
+                return known[1]
+            shaped, from_policy = params(config, listener)
+            if from_policy:
+                log.info(
+                    "listener shaped by the policy",
+                    extra={"port": port, "from_policy": from_policy, **asdict(shaped)},
+                )
+            made[port] = (
+                listener,
+                Settings(
+                    shaped.hostname,
+                    banner=shaped.banner,
+                    max_message_size=shaped.max_message_size,
+                    max_recipients=shaped.max_recipients,
+                    max_messages_per_connection=shaped.max_messages_per_connection,
+                    idle_timeout=config.idle_timeout,
+                    starttls=starttls,
+                    require_tls=config.require_tls,
+                    params=shaped,
+                ),
+            )
+            return made[port][1]
+
+        return settings
 
     async def _listen(
-        self, address: Address, settings: Settings, tls: ssl.SSLContext | None
+        self, address: Address, settings: Callable[[int], Settings], tls: ssl.SSLContext | None
     ) -> str:
         """Starts one listener; returns the address it bound (port 0: the one chosen)."""
         assert self.sessions is not None
         server = await asyncio.get_running_loop().create_server(
-            self.sessions.factory(settings),
+            self.sessions.factory(settings, self.config.idle_timeout),
             address.host,
             address.port,
             backlog=1024,

@@ -16,12 +16,13 @@ from typing import cast
 from policy.addresses import join
 from policy.ids import new_id
 from policy.v1 import policy_pb2 as pb
+from smtpedge.listener_params import ListenerParams
 
 Subject = tuple[tuple[tuple[str, str], ...], ...]
 
 
 class EdgeSession:
-    __slots__ = ("conn_meta", "esmtp", "facts", "id")
+    __slots__ = ("conn_meta", "esmtp", "facts", "id", "params")
 
     def __init__(self, peer: tuple[str, int], local: tuple[str, int]) -> None:
         self.id = new_id()
@@ -32,6 +33,8 @@ class EdgeSession:
             id=self.id, peer_ip=peer[0], peer_port=peer[1], local_ip=local[0], local_port=local[1]
         )
         self.esmtp = False  # greeted with EHLO (rather than HELO)
+        # How its listener is shaped (listener_params.py), when the edge says.
+        self.params: ListenerParams | None = None
 
     @property
     def peer(self) -> str:

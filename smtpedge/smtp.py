@@ -35,6 +35,7 @@ from typing import Protocol
 from smtpedge import commands, metrics
 from smtpedge.commands import Refused
 from smtpedge.connection import Closed, Connection, DataProblem
+from smtpedge.listener_params import ListenerParams
 from smtpedge.replies import Reply, ehlo_reply
 from smtpedge.session import EdgeSession, Transaction
 
@@ -95,18 +96,25 @@ class Settings:
         *,
         max_message_size: int = 0,  # 0: no limit (and no SIZE)
         max_recipients: int = 100,
+        max_messages_per_connection: int = 10_000,
         idle_timeout: float = 300.0,
         starttls: ssl.SSLContext | None = None,  # offered when set
         require_tls: bool = False,
-        ident: str = "ESMTP smtpedge",
+        banner: str = "ESMTP smtpedge",
+        params: ListenerParams | None = None,  # what the sessions' handler is to apply
     ) -> None:
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
+        self.max_messages_per_connection = max_messages_per_connection
         self.idle_timeout = idle_timeout
         self.starttls = starttls
         self.require_tls = require_tls
-        self.banner = _line(f"220 {hostname} {ident}")
+        self.params = params
+        self.banner = _line(f"220 {hostname} {banner}")
+        self.too_many_on_connection = Reply(
+            (f"421 4.5.3 {hostname} too many recipients on this connection",), close=True
+        )
         self.helo_ok = _line(f"250 {hostname}")
         self.shutting_down = _line(f"421 4.3.2 {hostname} service shutting down")
         self.idle_too_long = _line(f"421 4.4.2 {hostname} idle too long")
@@ -148,6 +156,7 @@ class SMTPSession:
         self.extended = False  # EHLO rather than HELO
         self.authenticated = False
         self.transaction: Transaction | None = None
+        self._recipients = 0  # accepted in this session, over its transactions
         self.draining = False
         self._unrecognised = UNRECOGNISED_LIMIT
         self._invalid_left = INVALID_LIMIT
@@ -493,11 +502,18 @@ class SMTPSession:
         if len(transaction.recipients) >= self.settings.max_recipients:
             self._say(b"452 4.5.3 Error: too many recipients\r\n")
             return
+        if self._recipients >= self.settings.max_messages_per_connection:
+            if transaction.recipients:
+                self._say(b"452 4.5.3 too many recipients on this connection\r\n")
+            else:  # nothing to deliver in this transaction: the session is over
+                self._send(self.settings.too_many_on_connection)
+            return
         reply = await self.hooks.rcpt(self.session, transaction, recipient, params)
         if reply is not None:
             self._send(reply)
             return
         transaction.recipients.append(recipient)
+        self._recipients += 1
         self._say(OK)
 
     async def _data(self, arg: str | None) -> None:
@@ -591,16 +607,22 @@ class Sessions:
         self.open: set[SMTPSession] = set()
         self._refusal = _line(f"421 4.3.2 {hostname} too many connections")
 
-    def factory(self, settings: Settings) -> Callable[[], Connection]:
-        """The protocol factory for one listener's `loop.create_server`."""
-        return lambda: Connection(lambda conn: self._open(conn, settings), settings.idle_timeout)
+    def factory(
+        self, settings: Callable[[int], Settings], idle_timeout: float
+    ) -> Callable[[], Connection]:
+        """The protocol factory for one listener's `loop.create_server`; each
+        session gets the settings of the moment for the port it came in by."""
+        return lambda: Connection(lambda conn: self._open(conn, settings), idle_timeout)
 
-    def _open(self, conn: Connection, settings: Settings) -> bool:
+    def _open(self, conn: Connection, settings_for: Callable[[int], Settings]) -> bool:
         if len(self.open) >= self.limit:
             _REFUSED.inc()
             conn.write(self._refusal)
             return False
-        session = EdgeSession(conn.peer(), conn.local())
+        local = conn.local()
+        settings = settings_for(local[1])
+        session = EdgeSession(conn.peer(), local)
+        session.params = settings.params
         if conn.secure:  # a TLS listener
             session.secured(conn.transport.get_extra_info("ssl_object"))
         smtp = SMTPSession(conn, self.hooks, settings, session)

@@ -130,14 +130,16 @@ class Servers:
 
     def edge(self, policy_server: str, workdir: Path, *args: str) -> tuple[Captured, int]:
         """smtpedge serve with the flags tests/procs.py gives it, and ARGS; its SMTP port."""
-        from smtpedge.cli import make_config, serve
+        from smtpedge.cli import given, make_config, serve
         from smtpedge.server import EdgeServer
 
         flags = ["--listen", "127.0.0.1:0", "--policy-server", policy_server,
                  "--hostname", HOSTNAME, "--maildir", str(workdir / "mail"), *args]  # fmt: skip
-        params = _in_process(_params(serve, flags))
+        with serve.make_context("serve", flags) as ctx:
+            params = _in_process(dict(ctx.params))
+            explicit = given(ctx)
         log = self._capture("smtpedge", params)
-        server = EdgeServer(make_config(**params))
+        server = EdgeServer(make_config(**params, explicit=explicit))
         self.loop.run(server.startup())
         self._stops.append(server.shutdown)
         address = log.wait_for_log(lambda e: e.get("msg") == "listening")["address"]

@@ -143,6 +143,8 @@ def test_a_split_may_name_addresses_as_text(stack_factory) -> None:
 def test_the_listener_batch_handling_applies_unless_the_edge_says(stack_factory) -> None:
     policy = "kumo.start_esmtp_listener { listen = '0.0.0.0:25', batch_handling = 'BatchByDomain' }"
     stack = stack_factory(policy)
+    # the edge learns the policy's listener when its stream to the daemon is up
+    stack.edge.wait_for_log(lambda e: e.get("msg") == "policy stream up")
     assert len(reply_ids(send(stack.port, ["a@one.example", "b@one.example"]))) == 1
     edge_says = stack_factory(policy, "--batch-handling", "BifurcateAlways")
     assert len(reply_ids(send(edge_says.port, ["a@one.example", "b@one.example"]))) == 2

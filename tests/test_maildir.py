@@ -68,6 +68,7 @@ def test_one_file_per_accepted_recipient_each_with_its_id(stack) -> None:
     POLICY + "kumo.start_esmtp_listener { listen = '0.0.0.0:25', batch_handling = 'BatchByDomain' }"
 )
 def test_batch_by_domain_makes_one_file_per_recipient_domain(stack) -> None:
+    stack.edge.wait_for_log(lambda e: e.get("msg") == "policy stream up")  # knows the listener
     recipients = [b"a@one.example", b"b@two.example", b"c@ONE.example"]
     reply = send(stack.port, b"EHLO client.test", recipients, b"Subject: d\r\n\r\nbody\r\n")
     assert re.fullmatch(rb"250 OK ids=\w+ \w+\r\n", reply), reply

@@ -97,7 +97,9 @@ class Edge:
 
     async def _listen(self) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            self.sessions.factory(self.settings), "127.0.0.1", 0
+            self.sessions.factory(lambda port: self.settings, self.settings.idle_timeout),
+            "127.0.0.1",
+            0,
         )
 
     def run(self, coro: Any) -> Any:

@@ -404,7 +404,7 @@ local function run(event, fixed, raw, args)
   local ok, result, msg = call(handler, ARGUMENTS[event](args, conn))
   local headers = msg and not msg.replaced_data and #msg.changes > 0 and msg.changes or nil
   local msg_meta = msg and msg.meta.changed or nil
-  local data = msg and msg.replaced_data and binary(msg.replaced_data) or nil
+  local data = msg and msg.replaced_data and binary(msg:get_data()) or nil
   if ok then
     local extensions, batches, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end

@@ -1,6 +1,8 @@
 -- The envelope addresses and the message object of data-phase events:
--- plain Lua over the event's arguments. support.address(text) and
--- support.new_message(args, conn_meta) are what kumo.lua's event arguments use.
+-- plain Lua over the event's arguments; address headers (msg:from_header and
+-- friends) are parsed by the host (policyd/extensions/message.py).
+-- support.address(text) and support.new_message(args, conn_meta) are what
+-- kumo.lua's event arguments use.
 local kumo, host, support = ...
 
 local format, sub, find, match, gsub, lower, byte =
@@ -159,5 +161,95 @@ function Message:remove_all_named_headers(name)
   self._fields = kept
   self.changes[#self.changes + 1] = { 'remove', name, '' }
 end
+
+function Message:set_data(data)
+  if type(data) ~= 'string' then
+    error(format('msg:set_data: data must be a string, got %s', type(data)), 2)
+  end
+  self.args.data, self._fields, self._rest = data, nil, nil
+  self.replaced_data = true  -- the verdict carries the whole message
+end
+
+local function is_x(name) return name ~= nil and lower(sub(name, 1, 2)) == 'x-' end
+
+-- The names given (a list of strings), as a set of lower-case names; nil when
+-- none was given.
+local function name_set(method, names)
+  if names == nil then return nil end
+  if type(names) ~= 'table' then
+    error(format('msg:%s: names must be a list of header names, got %s', method, type(names)), 3)
+  end
+  local set = {}
+  for _, name in ipairs(names) do
+    check_header(method, name)
+    set[lower(name)] = true
+  end
+  return set
+end
+
+local function wanted(set, name)
+  if set then return name ~= nil and set[lower(name)] == true end
+  return is_x(name)
+end
+
+function Message:import_x_headers(names)
+  local set = name_set('import_x_headers', names)
+  for _, f in ipairs(self:fields()) do
+    if wanted(set, f.name) then
+      self:set_meta((gsub(lower(f.name), '-', '_')), field_value(f))
+    end
+  end
+end
+
+function Message:remove_x_headers(names)
+  local set = name_set('remove_x_headers', names)
+  local kept, removed = {}, {}
+  for _, f in ipairs(self:fields()) do
+    if wanted(set, f.name) then
+      if not removed[lower(f.name)] then
+        removed[lower(f.name)] = true
+        self.changes[#self.changes + 1] = { 'remove', f.name, '' }
+      end
+    else
+      kept[#kept + 1] = f
+    end
+  end
+  self._fields = kept
+end
+
+-- Address headers ------------------------------------------------------------
+
+local Entry = { __metatable = false, __tostring = function(e) return e.json end }
+Entry.__index = Entry
+
+local SINGLE = { name = true, email = true, user = true, domain = true }
+local AddressHeader = { __metatable = false }
+AddressHeader.__tostring = function(h) return h.json end
+AddressHeader.__index = function(h, key)
+  if not SINGLE[key] then return nil end
+  local list = rawget(h, 'list')
+  if #list ~= 1 then
+    error(format('addressheader.%s: the header holds %d addresses, not a single one; use .list',
+      key, #list), 2)
+  end
+  return list[1][key]
+end
+
+function Message:get_address_header(name)
+  check_header('get_address_header', name)
+  local value = self:get_first_named_header_value(name)
+  if value == nil then return nil end
+  if not utf8_len(value) then
+    error(format('msg:get_address_header(%q): the header is not valid UTF-8', name), 2)
+  end
+  local parsed, err = host.addresses(value)
+  if err ~= nil then error(format('msg:get_address_header(%q): %s', name, err), 2) end
+  local list = {}
+  for i, entry in ipairs(parsed.list) do list[i] = setmetatable(entry, Entry) end
+  return setmetatable({ list = list, json = parsed.json }, AddressHeader)
+end
+
+function Message:from_header() return self:get_address_header('From') end
+function Message:to_header() return self:get_address_header('To') end
 
 support.address, support.new_message = address, new_message
