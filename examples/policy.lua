@@ -41,7 +41,7 @@ kumo.on('smtp_server_mail_from', function(sender, conn_meta)
   local rate = kumo.make_throttle('sender-' .. tostring(sender), SENDER_RATE):throttle()
   if rate.throttled then
     kumo.reject(451, ('4.7.1 too much mail from %s, try again in %d s')
-      :format(tostring(sender), rate.retry_after))
+      :format(tostring(sender), rate.retry_after.secs))
   end
   conn_meta:set_meta('x_recipients', 0)
 end)

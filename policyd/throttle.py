@@ -89,40 +89,68 @@ class ThrottleSpec:
         return f"lua-user-throttle-{name}:{self.limit}:{self.burst}:{self.period}"
 
 
+def _duration(seconds: int) -> dict[str, int]:
+    """A duration as KumoMTA hands one to Lua (Rust's Duration, serialized)."""
+    return {"secs": seconds, "nanos": 0}
+
+
 @dataclass(frozen=True)
 class Result:
     throttled: bool
     limit: int  # max_burst + 1, as KumoMTA reports it
     remaining: int
-    reset_after: int  # seconds until the throttle is back to its full burst
-    retry_after: int | None  # seconds until a refused use would be allowed
+    reset_after: int  # whole seconds until the throttle is back to its full burst
+    retry_after: int | None  # whole seconds until a refused use would be allowed
 
     def as_dict(self) -> dict[str, object]:
+        """KumoMTA's result table: durations as {secs, nanos}, retry_after only
+        when throttled."""
         out: dict[str, object] = {
             "throttled": self.throttled,
             "limit": self.limit,
             "remaining": self.remaining,
-            "reset_after": self.reset_after,
+            "reset_after": _duration(self.reset_after),
         }
         if self.retry_after is not None:
-            out["retry_after"] = self.retry_after
+            out["retry_after"] = _duration(self.retry_after)
         return out
 
 
-def gcra(tat: float | None, now: float, spec: ThrottleSpec) -> tuple[Result, float | None]:
-    """One use of a throttle at `now`: the result, and the new TAT to store (None: unchanged)."""
-    interval = spec.period / spec.limit
+_NS = 10**9
+
+
+def _units(now: float, limit: int) -> int:
+    """`now` in the exact units of gcra(): nanoseconds times the throttle's limit."""
+    whole = math.floor(now)
+    return (whole * _NS + round((now - whole) * _NS)) * limit
+
+
+def _seconds(units: int, limit: int) -> int:
+    """Whole seconds of a span in gcra() units; a part of a millisecond or more
+    counts as one more second, as KumoMTA rounds."""
+    whole, part = divmod(units // limit, _NS)
+    return whole + (part >= 1_000_000)
+
+
+def gcra(tat: int | None, now: float, spec: ThrottleSpec) -> tuple[Result, int | None]:
+    """One use of a throttle at `now`: the result, and the new TAT to store (None:
+    unchanged). Exact: times are integer nanoseconds times `limit`, so the
+    interval `period / limit` is a whole number of units, and fifty uses of
+    50/minute come to exactly one minute (in floating point they come to more,
+    and the fiftieth would be refused)."""
+    units_now = _units(now, spec.limit)
+    interval = spec.period * _NS
     burst_offset = interval * spec.burst
-    tat = now if tat is None else max(tat, now)
+    tat = units_now if tat is None else max(tat, units_now)
     new_tat = tat + interval
-    allow_at = new_tat - burst_offset
-    diff = now - allow_at
-    remaining = math.floor(diff / interval)
+    diff = units_now - (new_tat - burst_offset)
     limit = spec.burst + 1
-    if remaining < 0:
-        remaining = math.floor((now - (tat - burst_offset)) / interval)
-        return Result(True, limit, remaining, math.ceil(tat - now), math.ceil(-diff)), None
-    return Result(False, limit, remaining, math.ceil(new_tat - now), None), new_tat
+    if diff < 0:
+        remaining = (units_now - (tat - burst_offset)) // interval
+        reset, retry = _seconds(tat - units_now, spec.limit), _seconds(-diff, spec.limit)
+        return Result(True, limit, remaining, reset, max(retry, 1)), None
+    reset = _seconds(new_tat - units_now, spec.limit)
+    return Result(False, limit, diff // interval, reset, None), new_tat
 
 
 class LocalThrottles:
@@ -130,7 +158,7 @@ class LocalThrottles:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._tats: dict[str, tuple[float, float]] = {}  # key -> (tat, expires at)
+        self._tats: dict[str, tuple[int, float]] = {}  # key -> (tat, expires at)
         self._uses = 0
 
     def use(self, key: str, spec: ThrottleSpec) -> Result:
@@ -145,8 +173,9 @@ class LocalThrottles:
         return result
 
 
-# The same arithmetic as gcra(), run inside Redis on Redis's clock (whole
-# seconds, as KumoMTA does), so every daemon and KumoMTA node sees one TAT.
+# The arithmetic of gcra() run inside Redis on Redis's clock (whole seconds),
+# in floating point with the TAT stored as KumoMTA stores it, so every daemon and
+# KumoMTA node sees one TAT.
 # Returns throttled (0/1), remaining, reset_after, retry_after.
 REDIS_GCRA = """
 local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])

@@ -112,9 +112,10 @@ def test_gcra_with_max_burst() -> None:
 
 def test_gcra_is_pure() -> None:
     spec = ThrottleSpec.parse("2/s")
+    # TATs are exact: nanoseconds times the limit (10.5 s of a 2/s throttle)
     result, tat = gcra(None, 10.0, spec)
-    assert (result, tat) == (Result(False, 3, 1, 1, None), 10.5)
-    result, tat = gcra(11.0, 10.0, spec)
+    assert (result, tat) == (Result(False, 3, 1, 1, None), 21 * 10**9)
+    result, tat = gcra(22 * 10**9, 10.0, spec)
     assert (result, tat) == (Result(True, 3, 0, 1, 1), None)
 
 
@@ -157,12 +158,71 @@ kumo.on('smtp_server_mail_from', function()
   local out = {}
   for i = 1, 3 do
     local r = t:throttle()
-    out[i] = ('%s %d %d %d %s'):format(tostring(r.throttled), r.limit, r.remaining,
-                                       r.reset_after, tostring(r.retry_after))
+    out[i] = ('%s %d %d %d.%d %s'):format(tostring(r.throttled), r.limit, r.remaining,
+      r.reset_after.secs, r.reset_after.nanos, r.retry_after and r.retry_after.secs or 'nil')
   end
   kumo.reject(550, table.concat(out, '|'))
 end)
 """,
         write_policy,
     )
-    assert verdict.text == "false 3 1 30 nil|false 3 0 60 nil|true 3 0 60 30"
+    # durations as KumoMTA hands them to Lua: Rust's Duration, {secs, nanos}
+    assert verdict.text == "false 3 1 30.0 nil|false 3 0 60.0 nil|true 3 0 60.0 30"
+
+
+def test_fifty_a_minute_allows_exactly_fifty_at_one_instant() -> None:
+    """Exact arithmetic: 50 intervals of 1.2 s are one minute, not a little more."""
+    spec = ThrottleSpec.parse("50/minute")
+    for start in (0.0, 1_700_000_000.0, 1_700_000_000.3):
+        clock = FakeClock(start)
+        store = LocalThrottles(clock.time)
+        results = [store.use("k", spec) for _ in range(51)]
+        assert [r.throttled for r in results] == [False] * 50 + [True], start
+        assert results[49].remaining == 0 and results[50].retry_after == 2  # 1.2 s, rounded up
+        clock.now = start + 1.2  # one interval later, exactly one more
+        assert [store.use("k", spec).throttled for _ in range(2)] == [False, True]
+
+
+def test_explain_words_the_spec_as_kumomta_does() -> None:
+    from policyd.extensions.throttle import explain
+
+    assert explain(ThrottleSpec.parse("500/d,max_burst=10")) == (
+        "500/d,max_burst=10\n"
+        "explicit burst rate 10 every 2m 52s 800ms, or: 0.058/s, 4/m, 209/h, 5,000/d "
+        "in that period.\n"
+        "overall rate 0.006/s, 0.347/m, 21/h, 500/d"
+    )
+    assert explain(ThrottleSpec.parse("local:20/30min")).startswith(
+        "local:20/1800s\nimplied burst rate 20 every 1m 30s, or: "
+    )
+
+
+SLEEPING = r"""
+local quick = kumo.make_throttle('quick', '10/s,max_burst=1')
+local slow = kumo.make_throttle('slow', '1/minute')
+kumo.on('smtp_server_mail_from', function(sender)
+  local throttle = sender.user == 'slow' and slow or quick
+  kumo.reject(550, 'waited ' .. tostring(throttle:sleep_if_throttled()) .. ' / '
+    .. string.match(throttle:explain(), '^[^\n]*'))
+end)
+"""
+
+
+def test_sleep_if_throttled_waits_within_the_deadline_or_refuses(stack_factory) -> None:
+    """A wait of a second (KumoMTA's retry_after is whole seconds) fits the
+    evaluation's deadline; a minute does not, and the command is refused at once
+    with 451 rather than left to time out."""
+    stack = stack_factory(SLEEPING, "--policy-timeout", "4", daemon_args=("--eval-timeout", "3"))
+    with stack.greeted() as client:
+        assert (
+            client.command(b"MAIL FROM:<a@example.com>")
+            == b"550 waited false / 10/s,max_burst=1\r\n"
+        )
+        assert (
+            client.command(b"MAIL FROM:<a@example.com>")
+            == b"550 waited true / 10/s,max_burst=1\r\n"
+        )
+        assert client.command(b"MAIL FROM:<slow@example.com>") == b"550 waited false / 1/m\r\n"
+        assert client.command(b"MAIL FROM:<slow@example.com>") == (
+            b"451 4.4.5 rate limited, try again in 60 seconds\r\n"
+        )

@@ -19,8 +19,33 @@ function kumo.make_throttle(name, spec)
                         max_burst = max_burst, is_local = is_local }, Throttle)
 end
 
--- Counts one use. Returns {throttled, limit, remaining, reset_after, retry_after}.
+-- Counts one use. Returns KumoMTA's {throttled, limit, remaining, reset_after,
+-- retry_after}, the durations as {secs, nanos}.
 function Throttle:throttle()
   return support.call_host('throttle', true, self.name, self.limit, self.period, self.max_burst,
                            self.is_local)
+end
+
+-- Waits until a use is allowed (true when it had to wait), as KumoMTA does; a
+-- wait that would run past the evaluation's deadline is not started: the
+-- command is refused with 451 instead, so the client retries later.
+function Throttle:sleep_if_throttled()
+  local waited = false
+  while true do
+    local result = self:throttle()
+    local retry = result.retry_after
+    if retry == nil then return waited end
+    local delay = retry.secs + retry.nanos / 1e9
+    local left = support.remaining()
+    if left ~= nil and delay >= left then
+      kumo.reject(451, format('4.4.5 rate limited, try again in %d seconds', retry.secs))
+    end
+    kumo.sleep(delay)
+    waited = true
+  end
+end
+
+-- The spec in words: its burst and overall rates (KumoMTA's text).
+function Throttle:explain()
+  return host.explain(self.limit, self.period, self.max_burst, self.is_local)
 end
