@@ -38,6 +38,8 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
         verdict.data = outcome.data
     if outcome.extensions is not None:
         verdict.ehlo_extensions.items.extend(outcome.extensions)
+    if outcome.auth_info is not None:
+        verdict.auth_info.authn_id, verdict.auth_info.authz_id = outcome.auth_info
     if outcome.batches is not None:
         verdict.batches.SetInParent()  # present even when empty: no message at all
         for batch in outcome.batches:

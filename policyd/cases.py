@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.addresses import parse
+from policy.auth import granted
 from policy.events import AUTH_PLAIN, EHLO, MAIL_FROM, RCPT_TO, Event, Stage, of_stage
 from policy.listeners import for_port
 from policy.reception import NO_MESSAGE, receive
@@ -265,8 +266,9 @@ class Conversation:
         if event is EHLO:
             self.session.ehlo_domain = fields["domain"] if passed else ""
         elif event is AUTH_PLAIN and passed and verdict.auth_granted:
-            self.session.auth.authn_id = fields.get("authc", "")
-            self.session.auth.authz_id = fields.get("authz") or fields.get("authc", "")
+            self.session.auth.CopyFrom(
+                granted(verdict, fields.get("authz", ""), fields.get("authc", ""))
+            )
         elif event is MAIL_FROM and passed:
             self.sender, self.recipients = fields["sender"], []
         elif event is RCPT_TO and passed:

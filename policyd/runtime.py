@@ -66,6 +66,7 @@ class Outcome:
     msg_meta: dict[str, str] | None = None
     data: bytes | None = None  # the whole message, when a handler replaced it
     batches: list[list[str]] | None = None  # smtp_server_split_transaction's answer
+    auth_info: tuple[str, str] | None = None  # (authn, authz) of a returned AuthInfo
     exceeded: str | None = None  # the limit it hit, if any
 
 
@@ -307,6 +308,8 @@ def _outcome(result: Any) -> Outcome:
         fields["extensions"] = list(fields["extensions"].values())
     if "data" in fields:
         fields["data"] = extensions.from_binary(fields["data"])
+    if "auth_info" in fields:
+        fields["auth_info"] = (fields["auth_info"]["authn"], fields["auth_info"]["authz"])
     if "batches" in fields:
         fields["batches"] = [list(batch.values()) for batch in fields["batches"].values()]
     return Outcome(**fields)

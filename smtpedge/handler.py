@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policy import events
+from policy.auth import granted
 from policy.events import Event, Stage
 from policy.ids import new_id
 from policy.reception import NO_MESSAGE, receive
@@ -139,7 +140,7 @@ class PolicyHandler:
     ) -> Reply | None:
         """AUTH PLAIN and LOGIN, decided by the policy's smtp_server_auth_plain. No
         verdict, even on a stage that fails open, ever grants: only the policy's
-        `true` does."""
+        `true` (or AuthInfo) does, and then the session takes its identities."""
         arguments = events.AUTH_PLAIN.arguments(authz=authz, authc=authc, password=password)
         verdict = await self.ask(session, events.AUTH_PLAIN, arguments)
         reply = self.refusal(session, events.AUTH_PLAIN, verdict)
@@ -147,6 +148,7 @@ class PolicyHandler:
             return reply
         if verdict is None or not verdict.auth_granted:
             return AUTH_INVALID
+        session.authenticated_as(granted(verdict, authz, authc))
         return None
 
     async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None:

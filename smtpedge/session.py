@@ -56,9 +56,8 @@ class EdgeSession:
                 f"{key}={value}" for rdn in subject for key, value in rdn
             )
 
-    def authenticated_as(self, authz: str, authc: str) -> None:
-        self.facts.auth.authn_id = authc
-        self.facts.auth.authz_id = authz or authc
+    def authenticated_as(self, identities: pb.AuthInfo) -> None:
+        self.facts.auth.CopyFrom(identities)
 
     def greeted(self, domain: str | None, esmtp: bool = False) -> None:
         """Records the outcome of EHLO/HELO: the domain, or None when refused

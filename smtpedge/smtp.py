@@ -67,7 +67,8 @@ AUTH_OK = b"235 2.7.0 Authentication successful\r\n"
 class Hooks(Protocol):
     """What the state machine asks its handler (handler.py). A hook returns
     None to let the command proceed (the state machine answers as usual), or
-    the Reply to send instead."""
+    the Reply to send instead; `auth` granting also records who the session
+    now is (EdgeSession.authenticated_as)."""
 
     def offers_auth(self) -> bool: ...
     async def connect(self, session: EdgeSession) -> Reply | None: ...
@@ -408,9 +409,9 @@ class SMTPSession:
         if reply is not None:
             self._send(reply)
             return
-        self.authenticated = True
-        self.session.authenticated_as(authz, authc)
-        log.info("authenticated", extra={**self.session.log_fields(), "authn_id": authc})
+        self.authenticated = True  # the hook recorded who as (session.facts.auth)
+        authn_id = self.session.facts.auth.authn_id
+        log.info("authenticated", extra={**self.session.log_fields(), "authn_id": authn_id})
         self._say(AUTH_OK)
 
     async def _credentials(

@@ -22,6 +22,16 @@ POLICY = """
 kumo.on('smtp_server_auth_plain', function(authz, authc, password, meta)
   if authc == 'locked' then kumo.reject(454, '4.7.0 account locked, try later') end
   if authc == 'alice' and password == 'PASSWORD' then return true end
+  if authc == 'daniel' and password == 'PASSWORD' then  -- KumoMTA's AuthInfo
+    return {
+      identities = {
+        { identity = 'as-' .. authz, context = 'SmtpAuthPlainAuthorization' },
+        { identity = 'daniel@corp.example', context = 'SmtpAuthPlainAuthentication' },
+      },
+      groups = { 'group1', 'group2' },
+    }
+  end
+  if authc == 'nobody' then return { identities = {} } end
   local ip = meta:get_meta('received_from'):match('^(.*):%d+$')
   if kumo.make_throttle('auth-fail-' .. ip, '2/hour'):throttle().throttled then
     kumo.disconnect(421, '4.7.0 too many failed logins')
@@ -191,6 +201,29 @@ def test_auth_accepted_by_the_policy(tls_stack, certs, mechanism) -> None:
     assert header_values(stored.message, "X-authn_id") == ["alice"]
     assert header_values(stored.message, "X-authz_id") == ["alice"]
     assert b" with ESMTPSA id " in stored.received
+
+
+def test_an_auth_info_return_grants_with_its_identities(tls_stack, certs) -> None:
+    stack = tls_stack()
+    with starttls_session(stack, certs) as smtp:
+        blob = base64.b64encode(f"boss\0daniel\0{PASSWORD}".encode()).decode()
+        assert smtp.docmd("AUTH", f"PLAIN {blob}") == (235, b"2.7.0 Authentication successful")
+        smtp.send_message(message("needs-auth@example.com"))
+    (stored,) = stack.stored_entries()
+    assert header_values(stored.message, "X-authn_id") == ["daniel@corp.example"]
+    assert header_values(stored.message, "X-authz_id") == ["as-boss"]
+
+
+def test_an_auth_info_without_identities_is_a_policy_error(tls_stack, certs) -> None:
+    stack = tls_stack()
+    with starttls_session(stack, certs) as smtp:
+        blob = base64.b64encode(b"\0nobody\0pw").decode()
+        assert smtp.docmd("AUTH", f"PLAIN {blob}") == (
+            421,
+            b"4.3.0 mx.test technical difficulties",
+        )
+    (error,) = [e for e in stack.daemon.log_lines() if e.get("msg") == "policy error"]
+    assert "AuthInfo with an empty identities list" in error["error"]
 
 
 def test_auth_refused_by_the_policy(tls_stack, certs) -> None:

@@ -256,3 +256,29 @@ def test_require_cannot_leave_the_policy_directory(tmp_path, write_policy, name)
     with pytest.raises(PolicyError) as err:
         LuaPolicy(PolicySource.at(path))
     assert "policy.lua:1:" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "outcome"),
+    [
+        ("kumo.reject(550, 'no')", (pb.ACTION_REJECT, 550, "no")),
+        ("kumo.reject('451', 42)", (pb.ACTION_REJECT, 451, "42")),  # as mlua converts them
+        ("kumo.reject(550.0, '')", (pb.ACTION_REJECT, 550, "")),
+        ("kumo.disconnect(421, 'bye')", (pb.ACTION_DISCONNECT, 421, "bye")),
+        ("kumo.reject(550)", "kumo.reject: message must be a string, got nil"),
+        ("kumo.reject(550, {})", "kumo.reject: message must be a string, got table"),
+        (
+            "kumo.reject(550.5, 'x')",
+            "kumo.reject: code must be an integer from 400 to 599, got 550.5",
+        ),
+        ("kumo.reject(250, 'x')", "kumo.reject: code must be an integer from 400 to 599, got 250"),
+        ("kumo.disconnect(421)", "kumo.disconnect: message must be a string, got nil"),
+        ("kumo.disconnect(421, 'x', 'Later')", "kumo.disconnect: mode must be 'ForceDisconnect'"),
+    ],
+)
+def test_reject_and_disconnect_take_kumomta_s_arguments(load, call, outcome) -> None:
+    verdict = load(f"kumo.on('smtp_server_mail_from', function() {call} end)").evaluate(mail())
+    if isinstance(outcome, tuple):
+        assert (verdict.action, verdict.code, verdict.text) == outcome
+    else:
+        assert verdict.action == pb.ACTION_ERROR and outcome in verdict.error, verdict.error

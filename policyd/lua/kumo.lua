@@ -75,9 +75,10 @@ local function raise(action, code, text, mode)
   if n == nil or n < 400 or n > 599 then
     error(format('kumo.%s: code must be an integer from 400 to 599, got %s', action, tostring(code)), 3)
   end
-  if text == nil then
-    text = ''
-  elseif type(text) == 'number' then
+  -- As KumoMTA's (code: u16, message: String): the message is a string or a
+  -- number, never absent; codes are narrowed to 4xx and 5xx, since a reply of
+  -- any other class would tell the client the opposite of a refusal.
+  if type(text) == 'number' then
     text = tostring(text)
   elseif type(text) ~= 'string' then
     error(format('kumo.%s: message must be a string, got %s', action, type(text)), 3)
@@ -296,6 +297,34 @@ local function extension_list(value)
   return value
 end
 
+-- What smtp_server_auth_plain returned, when it is KumoMTA's AuthInfo table
+-- rather than a boolean: the identities as KumoMTA reconciles them (authn: the
+-- SmtpAuthPlainAuthentication one, else the first; authz: the
+-- SmtpAuthPlainAuthorization one, else authn).
+local CONTEXTS = {
+  SmtpAuthPlainAuthorization = true, SmtpAuthPlainAuthentication = true, HttpBasicAuth = true,
+  BearerToken = true, ProxyAuthRfc1929 = true, LocalSystem = true, GenericAuth = true,
+}
+
+local function auth_info(value)
+  if type(value) ~= 'table' then return nil end
+  local identities = value.identities
+  if type(identities) ~= 'table' or identities[1] == nil then
+    return nil, 'smtp_server_auth_plain returned an AuthInfo with an empty identities list, '
+      .. 'which is not supported'
+  end
+  local by_context = {}
+  for i, ident in ipairs(identities) do
+    if type(ident) ~= 'table' or type(ident.identity) ~= 'string' or not CONTEXTS[ident.context] then
+      return nil, format('smtp_server_auth_plain returned an AuthInfo whose identities[%d] is not '
+        .. '{ identity = STRING, context = KNOWN_CONTEXT }', i)
+    end
+    by_context[ident.context] = by_context[ident.context] or ident.identity
+  end
+  local authn = by_context.SmtpAuthPlainAuthentication or identities[1].identity
+  return { authn = authn, authz = by_context.SmtpAuthPlainAuthorization or authn }
+end
+
 -- What smtp_server_split_transaction returned, as an array of arrays of
 -- address texts (nil: let batch_handling decide). KumoMTA's own example returns
 -- batches keyed by domain, so any table of batches is taken, keys in order.
@@ -379,7 +408,8 @@ local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
 -- fields (only those that apply are set): action ('continue', 'reject',
 -- 'disconnect' or 'error'), code, text, mode, error, meta (conn_meta changes),
 -- headers (header changes), extensions (a replaced EHLO list), auth (the AUTH
--- answer), batches (smtp_server_split_transaction's recipient lists),
+-- answer), auth_info (the identities of an AuthInfo it returned), batches
+-- (smtp_server_split_transaction's recipient lists),
 -- msg_meta (message meta changes), data (the whole message, as
 -- binary(), when a handler set msg.replaced_data: then headers is nil, as
 -- the data has its changes).
@@ -406,17 +436,19 @@ local function run(event, fixed, raw, args)
   local msg_meta = msg and msg.meta.changed or nil
   local data = msg and msg.replaced_data and binary(msg:get_data()) or nil
   if ok then
-    local extensions, batches, err
+    local extensions, batches, identities, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
     if event == 'smtp_server_split_transaction' then batches, err = batch_list(result) end
+    if event == 'smtp_server_auth_plain' then identities, err = auth_info(result) end
     if err then return { action = 'error', error = err } end
-    if not (conn.changed or headers or extensions or result == true or msg_meta or data
+    local granted = result == true or identities ~= nil
+    if not (conn.changed or headers or extensions or granted or msg_meta or data
             or batches) then
       return 'continue'  -- the common outcome, as a string: no table to build and read back
     end
     return { action = 'continue', meta = conn.changed, headers = headers,
-             extensions = extensions, auth = result == true, msg_meta = msg_meta, data = data,
-             batches = batches }
+             extensions = extensions, auth = granted, auth_info = identities,
+             msg_meta = msg_meta, data = data, batches = batches }
   end
   if type(result) == 'table' then
     return { action = result.action, code = result.code, text = result.text, mode = result.mode,
