@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from policyd.extensions.message import parse
+from policyd.extensions.message import decoded, encoded, parse
 from tests.smtpclient import RawClient
 
 
@@ -149,3 +149,52 @@ def test_the_parser_decodes_quoted_local_parts_and_refuses_garbage() -> None:
     for garbage in ("no address here at all ;;;", "<<<", "local-part-only"):
         with pytest.raises(ValueError, match="no address in"):
             parse(garbage)
+
+
+def test_encoded_headers_are_folded_and_getters_decode_them(stack_factory) -> None:
+    stack = stack_factory(r"""
+local long = string.rep('word ', 40)
+kumo.on('smtp_server_data', function(msg)
+  msg:prepend_header('X-Long', long, true)
+  msg:append_header('X-Name', 'Grüße aus Köln', true)
+  msg:append_header('X-Count', 42)
+  msg:append_header('X-Back', msg:get_first_named_header_value('Subject')
+    .. ' / ' .. msg:get_first_named_header_value('X-Name'))
+end)
+""")
+    body = b"Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\nbody\r\n"
+    assert send(stack.port, body).startswith(b"250 OK ids=")
+    (entry,) = stack.stored_entries()
+    headers, _, rest = entry.message.partition(b"\r\n\r\n")
+    assert rest == b"body\r\n"
+    lines = headers.split(b"\r\n")
+    assert lines[0].startswith(b"X-Long: word word")
+    folded = [lines[0]]
+    for line in lines[1:]:
+        if not line.startswith(b" "):
+            break
+        folded.append(line)
+    assert len(folded) == 3 and all(len(line) <= 78 for line in folded)
+    assert b" ".join(line.strip() for line in folded) == b"X-Long: " + b"word " * 39 + b"word"
+    assert b"X-Name: =?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=" in lines
+    assert b"X-Count: 42" in lines
+    assert "X-Back: café / Grüße aus Köln".encode() in lines
+
+
+def test_header_values_that_are_not_text_or_not_one_line_are_refused(stack_factory) -> None:
+    stack = stack_factory(r"""
+kumo.on('smtp_server_data', function(msg)
+  msg:prepend_header('X-Bad', 'one\r\nX-Injected: two', true)
+end)
+""")
+    assert send(stack.port, b"Subject: x\r\n\r\nbody\r\n").startswith(b"421 4.3.0")
+    (error,) = [e for e in stack.daemon.log_lines() if e.get("msg") == "policy error"]
+    assert 'msg:prepend_header("X-Bad"): value must not contain CR or LF' in error["error"]
+    assert stack.stored_entries() == []
+
+
+def test_encoding_cuts_ascii_without_whitespace_at_900_columns() -> None:
+    value = encoded("X-Token", "a" * 2000)
+    assert value.split("\r\n ") == ["a" * 900, "a" * 900, "a" * 200]
+    assert decoded(encoded("X-Name", "naïve")) == "naïve"
+    assert decoded("=?bogus-charset?q?x?=") == "=?bogus-charset?q?x?="

@@ -1,15 +1,21 @@
-"""Address headers for msg:from_header, msg:to_header and msg:get_address_header:
-the mailboxes of a From/To/Cc-style header, groups flattened, display names
-decoded from RFC 2047, each with KumoMTA's fields (name, email, user, domain).
+"""The host side of the message object: header values decoded from RFC 2047
+(the header getters), values encoded for prepend_header/append_header's ENCODE
+flag, and address headers for msg:from_header, msg:to_header and
+msg:get_address_header: the mailboxes of a From/To/Cc-style header, groups
+flattened, display names decoded, each with KumoMTA's fields (name, email,
+user, domain).
 
-Parsed by the standard library's email header registry (RFC 5322, with its
-obsolete forms), a public API that is lenient where mail in the wild is broken
-and reports what it cannot read as defects rather than failing.
+All through the standard library's public email API (header registry, Header,
+decode_header), lenient where mail in the wild is broken: what it cannot
+decode is returned as it is.
 """
 
 from __future__ import annotations
 
 import json
+from email.charset import QP, Charset
+from email.errors import HeaderParseError
+from email.header import Header, decode_header, make_header
 from email.headerregistry import Address
 from email.policy import default
 from typing import Any
@@ -44,6 +50,34 @@ def parse(value: str) -> list[dict[str, str | None]]:
     return entries
 
 
+def decoded(value: str) -> str:
+    """A header value with its RFC 2047 encoded words decoded (as it is when
+    they do not decode)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return value
+
+
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.header_encoding = QP
+HARD_WRAP = 900
+
+
+def encoded(name: str, value: str) -> str:
+    """KumoMTA's ENCODE: ASCII folded at whitespace near 75 columns (and cut at
+    900 whatever the whitespace), anything else as RFC 2047 quoted-printable
+    encoded words; folds are CRLF and a space, so the value stays one field."""
+    if value.isascii():
+        text = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
+        lines = [line.removeprefix(" ") for line in text.split("\r\n")]
+        pieces = [
+            line[i : i + HARD_WRAP] for line in lines if line for i in range(0, len(line), HARD_WRAP)
+        ]
+        return "\r\n ".join(pieces)
+    return Header(value, _UTF8_QP, header_name=name).encode(linesep="\r\n")
+
+
 def _json(entry: dict[str, str | None]) -> str:
     return json.dumps({"name": entry["name"], "address": entry["email"]}, ensure_ascii=False)
 
@@ -60,4 +94,4 @@ def functions(context: Context) -> HostFunctions:
         whole = "[" + ",".join(_json(e) for e in entries) + "]"
         return table({"list": table(listed), "json": whole}), None
 
-    return {"addresses": addresses}
+    return {"addresses": addresses, "decoded": decoded, "encoded": encoded}

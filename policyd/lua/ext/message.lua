@@ -50,10 +50,15 @@ local function split_headers(data)
   return fields, sub(data, pos)
 end
 
+-- A field's value unfolded, its RFC 2047 encoded words decoded to UTF-8 (by
+-- the host, only when there are any); a value that does not decode is
+-- returned raw, as KumoMTA does.
 local function field_value(field)
   local value = match(field.raw, '^[^:]*:(.*)$')
   value = gsub(gsub(value, '\r?\n([ \t])', '%1'), '\r?\n$', '')
-  return (gsub(value, '^[ \t]+', ''))
+  value = gsub(value, '^[ \t]+', '')
+  if find(value, '=?', 1, true) and utf8_len(value) then return host.decoded(value) end
+  return value
 end
 
 local function same_name(a, b)
@@ -127,9 +132,10 @@ local function check_header(method, name, value)
     error(format('msg:%s: invalid header name %s', method, tostring(name)), 3)
   end
   if value ~= nil then
-    if type(value) ~= 'string' then
+    if type(value) ~= 'string' and type(value) ~= 'number' then
       error(format('msg:%s(%q): value must be a string', method, name), 3)
     end
+    value = tostring(value)
     if not utf8_len(value) then
       error(format('msg:%s(%q): value must be valid UTF-8', method, name), 3)
     end
@@ -137,16 +143,28 @@ local function check_header(method, name, value)
       error(format('msg:%s(%q): value must not contain CR or LF', method, name), 3)
     end
   end
+  return value
 end
 
-function Message:prepend_header(name, value)
-  check_header('prepend_header', name, value)
+-- The value a new field gets: as given, or with ENCODE folded and RFC 2047
+-- encoded by the host (folds are CRLF and a space: still one field).
+local function new_value(method, name, value, encode)
+  value = check_header(method, name, value)
+  if encode ~= nil and type(encode) ~= 'boolean' then
+    error(format('msg:%s(%q): encode must be a boolean', method, name), 3)
+  end
+  if encode then return host.encoded(name, value) end
+  return value
+end
+
+function Message:prepend_header(name, value, encode)
+  value = new_value('prepend_header', name, value, encode)
   insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
   self.changes[#self.changes + 1] = { 'prepend', name, value }
 end
 
-function Message:append_header(name, value)
-  check_header('append_header', name, value)
+function Message:append_header(name, value, encode)
+  value = new_value('append_header', name, value, encode)
   local fields = self:fields()
   fields[#fields + 1] = { name = name, raw = name .. ': ' .. value .. '\r\n' }
   self.changes[#self.changes + 1] = { 'append', name, value }
