@@ -71,9 +71,8 @@ def encoded(name: str, value: str) -> str:
     if value.isascii():
         text = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
         lines = [line.removeprefix(" ") for line in text.split("\r\n")]
-        pieces = [
-            line[i : i + HARD_WRAP] for line in lines if line for i in range(0, len(line), HARD_WRAP)
-        ]
+        cuts = ((line, range(0, len(line), HARD_WRAP)) for line in lines if line)
+        pieces = [line[i : i + HARD_WRAP] for line, starts in cuts for i in starts]
         return "\r\n ".join(pieces)
     return Header(value, _UTF8_QP, header_name=name).encode(linesep="\r\n")
 
