@@ -25,7 +25,7 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from policy.addresses import parse
-from policy.ids import new_id
+from policy.ids import new_message_id
 from smtpedge.config import EdgeConfig, RelayTarget
 from smtpedge.maildir import Maildir
 from smtpedge.relay import Relay, Upstream, UpstreamReply
@@ -38,7 +38,7 @@ class Store:
         self.maildir = maildir
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        message_id = new_id()
+        message_id = new_message_id()
         loop = asyncio.get_running_loop()
         stored = [(envelope.original_content or b"", message_id)]
         await loop.run_in_executor(None, self.maildir.deliver, stored)
@@ -83,7 +83,7 @@ class Forward:
         await self.relay.release(upstream, clean=True)
         if not replies[-1].ok:
             return _passed_back(replies[-1])
-        return f"250 OK ids={new_id()}"
+        return f"250 OK ids={new_message_id()}"
 
 
 def handler(maildir: Path | None, relay: str | None) -> Store | Forward:

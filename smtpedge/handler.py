@@ -18,7 +18,7 @@ from typing import Any
 from policy import events
 from policy.auth import granted
 from policy.events import Event, Stage
-from policy.ids import new_id
+from policy.ids import new_message_id
 from policy.reception import NO_MESSAGE, receive
 from policy.v1 import policy_pb2 as pb
 from smtpedge import metrics
@@ -182,7 +182,7 @@ class PolicyHandler:
         shape = session.params or self._params
         received = await receive(
             ask,
-            new_id,
+            new_message_id,
             sender=transaction.sender,
             recipients=transaction.recipients,
             data=data,

@@ -227,7 +227,7 @@ def test_the_stack_end_to_end(running_stack: RunningStack) -> None:
     # Accepted through each edge, relayed to the sink with the policy's changes.
     for name, port in (("edge-a", a), ("edge-b", b)):
         assert re.fullmatch(
-            rb"250 OK ids=[0-9a-f]{16}\r\n", deliver(port, "a@sender.example", name)
+            rb"250 OK ids=[0-9a-f]{32}\r\n", deliver(port, "a@sender.example", name)
         )
     deadline = time.monotonic() + 10
     while len(stack.sunk()) < 2 and time.monotonic() < deadline:

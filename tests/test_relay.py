@@ -28,7 +28,7 @@ end)
 """
 
 RECEIVED = re.compile(rb"\AReceived: from client\.test \(\[127\.0\.0\.1\]\)\r\n"
-                      rb"\tby mx\.test \(smtpedge\) with ESMTP id ([0-9a-f]{16});?\r\n"
+                      rb"\tby mx\.test \(smtpedge\) with ESMTP id ([0-9a-f]{32});?\r\n"
                       rb"\t(?:for <[^>]+>; )?[^\r\n]+\r\n")  # fmt: skip
 
 
