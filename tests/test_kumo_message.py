@@ -198,3 +198,62 @@ def test_encoding_cuts_ascii_without_whitespace_at_900_columns() -> None:
     assert value.split("\r\n ") == ["a" * 900, "a" * 900, "a" * 200]
     assert decoded(encoded("X-Name", "naïve")) == "naïve"
     assert decoded("=?bogus-charset?q?x?=") == "=?bogus-charset?q?x?="
+
+
+IMPORTED = (
+    b"Received: from a\r\nReceived: from b\r\nX-Campaign-Id: 42\r\nX-Mailer: m1\r\n"
+    b"x-mailer: m2\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\nbody\r\n"
+)
+
+
+def test_import_headers_captures_names_and_patterns_as_kumomta(stack_factory) -> None:
+    stack = stack_factory(r"""
+kumo.on('smtp_server_message_received', function(msg)
+  msg:import_headers {
+    { name = 'X-Campaign-Id', target = 'campaign_id' },
+    { name = 'x-*', match = 'first', transform = 'camel_case', remove = true },
+    { name = 'Received', match = 'all' },
+    { name = 'Subject', transform = 'pascal_case' },
+    { name = 'Missing', match = 'all' },
+  }
+  local received = msg:get_meta('received')
+  msg:append_header('X-Received-Count', #received)
+  msg:append_header('X-Last-Received', received[#received])
+  local out = {}
+  for _, key in ipairs { 'campaign_id', 'xMailer', 'Subject', 'missing' } do
+    out[#out + 1] = key .. '=' .. kumo.serde.json_encode(msg:get_meta(key))
+  end
+  msg:append_header('X-Meta', table.concat(out, ' '))
+end)
+""")
+    assert send(stack.port, IMPORTED).startswith(b"250 OK ids=")
+    (entry,) = stack.stored_entries()
+    headers = entry.message.split(b"\r\n\r\n")[0].split(b"\r\n")
+    # the first spec matching a header wins: X-Campaign-Id is kept, the
+    # X-Mailer fields (any case) are removed; our own Received: comes first
+    assert [h for h in headers if h.lower().startswith(b"x-")] == [
+        b"X-Campaign-Id: 42",
+        b"X-Received-Count: 3",
+        b"X-Last-Received: from b",
+        'X-Meta: campaign_id="42" xMailer="m1" Subject="café" missing=null'.encode(),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("{ name = '*' }", "only a single trailing * is supported"),
+        ("{ name = 'X-*-Id' }", "only a single trailing * is supported"),
+        ("{ name = 'X-*', target = 'k' }", "cannot be used with a wildcard pattern"),
+        ("{ name = 'Subject', match = 'middle' }", "match must be first, last or all"),
+        ("{ name = 'Subject', transform = 'shout' }", "transform must be snake_case"),
+    ],
+)
+def test_import_headers_refuses_bad_specs(stack_factory, spec: str, error: str) -> None:
+    stack = stack_factory(
+        "kumo.on('smtp_server_message_received', function(msg) msg:import_headers { %s } end)"
+        % spec
+    )
+    assert send(stack.port, IMPORTED).startswith(b"421 4.3.0")
+    (logged,) = [e for e in stack.daemon.log_lines() if e.get("msg") == "policy error"]
+    assert "msg:import_headers: spec 1: " in logged["error"] and error in logged["error"]

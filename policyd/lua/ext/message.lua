@@ -235,6 +235,96 @@ function Message:remove_x_headers(names)
   self._fields = kept
 end
 
+-- msg:import_headers(SPECS): each spec names a header or a prefix ('X-*'),
+-- which instance to capture (first, last, all), how the meta key is derived
+-- from the header's name (or a fixed target) and whether to remove what
+-- matched; the first spec matching a header wins.
+local MODES = { first = true, last = true, all = true }
+local function camel(name)
+  return (gsub(lower(name), '%-(%a?)', string.upper))
+end
+local TRANSFORMS = {
+  snake_case = function(name) return (gsub(lower(name), '-', '_')) end,
+  kebab_case = lower,
+  camel_case = camel,
+  pascal_case = function(name)
+    local c = camel(name)
+    return sub(c, 1, 1):upper() .. sub(c, 2)
+  end,
+}
+
+local function compile_spec(i, spec)
+  local function bad(text, ...)
+    error(format('msg:import_headers: spec %d: ' .. text, i, ...), 4)
+  end
+  if type(spec) ~= 'table' then bad('expected a table, got %s', type(spec)) end
+  local name = spec.name
+  if type(name) ~= 'string' or name == '' then bad('name must be a non-empty string') end
+  local prefix = match(name, '^([^*]+)%*$')
+  if not prefix and find(name, '*', 1, true) then
+    bad('only a single trailing * is supported in pattern %q (not a bare *)', name)
+  end
+  local mode, transform = spec.match or 'last', spec.transform or 'snake_case'
+  if not MODES[mode] then bad('match must be first, last or all, not %s', tostring(mode)) end
+  if not TRANSFORMS[transform] then
+    bad('transform must be snake_case, kebab_case, camel_case or pascal_case, not %s',
+      tostring(transform))
+  end
+  if spec.target ~= nil and (prefix or type(spec.target) ~= 'string') then
+    bad('target must be a string, and cannot be used with a wildcard pattern')
+  end
+  if spec.remove ~= nil and type(spec.remove) ~= 'boolean' then bad('remove must be a boolean') end
+  local literal = lower(prefix or name)
+  return {
+    mode = mode, remove = spec.remove == true, captured = {}, order = {},
+    matches = function(field)
+      if prefix then return lower(sub(field, 1, #literal)) == literal end
+      return lower(field) == literal
+    end,
+    key = function(field) return spec.target or TRANSFORMS[transform](field) end,
+  }
+end
+
+local function capture(spec, key, value)
+  local seen = spec.captured[key]
+  if seen == nil then spec.order[#spec.order + 1] = key end
+  if spec.mode == 'all' then
+    seen = seen or {}
+    seen[#seen + 1] = value
+    spec.captured[key] = seen
+  elseif spec.mode == 'last' or seen == nil then
+    spec.captured[key] = value
+  end
+end
+
+function Message:import_headers(specs)
+  if type(specs) ~= 'table' then
+    error(format('msg:import_headers: expected a list of specs, got %s', type(specs)), 2)
+  end
+  local compiled = {}
+  for i, spec in ipairs(specs) do compiled[i] = compile_spec(i, spec) end
+  local kept, removed = {}, {}
+  for _, f in ipairs(self:fields()) do
+    local spec
+    for _, candidate in ipairs(compiled) do
+      if f.name and candidate.matches(f.name) then spec = candidate break end
+    end
+    if spec then capture(spec, spec.key(f.name), field_value(f)) end
+    if spec and spec.remove then
+      if not removed[lower(f.name)] then
+        removed[lower(f.name)] = true
+        self.changes[#self.changes + 1] = { 'remove', f.name, '' }
+      end
+    else
+      kept[#kept + 1] = f
+    end
+  end
+  self._fields = kept
+  for _, spec in ipairs(compiled) do
+    for _, key in ipairs(spec.order) do self:set_meta(key, spec.captured[key]) end
+  end
+end
+
 -- Address headers ------------------------------------------------------------
 
 local Entry = { __metatable = false, __tostring = function(e) return e.json end }
