@@ -250,10 +250,8 @@ end)
     ],
 )
 def test_import_headers_refuses_bad_specs(stack_factory, spec: str, error: str) -> None:
-    stack = stack_factory(
-        "kumo.on('smtp_server_message_received', function(msg) msg:import_headers { %s } end)"
-        % spec
-    )
+    call = "msg:import_headers { " + spec + " }"
+    stack = stack_factory(f"kumo.on('smtp_server_message_received', function(msg) {call} end)")
     assert send(stack.port, IMPORTED).startswith(b"421 4.3.0")
     (logged,) = [e for e in stack.daemon.log_lines() if e.get("msg") == "policy error"]
     assert "msg:import_headers: spec 1: " in logged["error"] and error in logged["error"]
