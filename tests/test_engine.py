@@ -226,7 +226,7 @@ end)
     [
         ("msg:append_header('Bad Name', 'v')", "invalid header name"),
         ("msg:append_header('X', 'a\\r\\nInjected: 1')", "must not contain CR or LF"),
-        ("msg:append_header('X', 5)", "value must be a string"),
+        ("msg:append_header('X', {})", "value must be a string"),
     ],
 )
 def test_bad_header_changes_are_errors(load, call, message) -> None:
