@@ -202,7 +202,8 @@ def test_encoding_cuts_ascii_without_whitespace_at_900_columns() -> None:
 
 IMPORTED = (
     b"Received: from a\r\nReceived: from b\r\nX-Campaign-Id: 42\r\nX-Mailer: m1\r\n"
-    b"x-mailer: m2\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\nbody\r\n"
+    b"x-mailer: m2\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nList-Help: <mailto:h@example.com>\r\n"
+    b"\r\nbody\r\n"
 )
 
 
@@ -213,14 +214,15 @@ kumo.on('smtp_server_message_received', function(msg)
     { name = 'X-Campaign-Id', target = 'campaign_id' },
     { name = 'x-*', match = 'first', transform = 'camel_case', remove = true },
     { name = 'Received', match = 'all' },
-    { name = 'Subject', transform = 'pascal_case' },
+    { name = 'Subject', transform = 'kebab_case' },
+    { name = 'list-help', transform = 'pascal_case' },
     { name = 'Missing', match = 'all' },
   }
   local received = msg:get_meta('received')
   msg:append_header('X-Received-Count', #received)
   msg:append_header('X-Last-Received', received[#received])
   local out = {}
-  for _, key in ipairs { 'campaign_id', 'xMailer', 'Subject', 'missing' } do
+  for _, key in ipairs { 'campaign_id', 'xMailer', 'subject', 'ListHelp', 'missing' } do
     out[#out + 1] = key .. '=' .. kumo.serde.json_encode(msg:get_meta(key))
   end
   msg:append_header('X-Meta', table.concat(out, ' '))
@@ -235,7 +237,8 @@ end)
         b"X-Campaign-Id: 42",
         b"X-Received-Count: 3",
         b"X-Last-Received: from b",
-        'X-Meta: campaign_id="42" xMailer="m1" Subject="café" missing=null'.encode(),
+        'X-Meta: campaign_id="42" xMailer="m1" subject="café" '
+        'ListHelp="<mailto:h@example.com>" missing=null'.encode(),
     ]
 
 

@@ -170,14 +170,27 @@ function Message:append_header(name, value, encode)
   self.changes[#self.changes + 1] = { 'append', name, value }
 end
 
-function Message:remove_all_named_headers(name)
-  check_header('remove_all_named_headers', name)
-  local kept = {}
+-- Drops the fields for which drop(field) is true, recording one removal per
+-- name (the edge removes by name too: policy/v1/headers.py).
+local function drop_fields(self, drop)
+  local kept, removed = {}, {}
   for _, f in ipairs(self:fields()) do
-    if not same_name(f.name, name) then kept[#kept + 1] = f end
+    if drop(f) then
+      local key = lower(f.name)
+      if not removed[key] then
+        removed[key] = true
+        self.changes[#self.changes + 1] = { 'remove', f.name, '' }
+      end
+    else
+      kept[#kept + 1] = f
+    end
   end
   self._fields = kept
-  self.changes[#self.changes + 1] = { 'remove', name, '' }
+end
+
+function Message:remove_all_named_headers(name)
+  check_header('remove_all_named_headers', name)
+  drop_fields(self, function(f) return same_name(f.name, name) end)
 end
 
 function Message:set_data(data)
@@ -221,18 +234,7 @@ end
 
 function Message:remove_x_headers(names)
   local set = name_set('remove_x_headers', names)
-  local kept, removed = {}, {}
-  for _, f in ipairs(self:fields()) do
-    if wanted(set, f.name) then
-      if not removed[lower(f.name)] then
-        removed[lower(f.name)] = true
-        self.changes[#self.changes + 1] = { 'remove', f.name, '' }
-      end
-    else
-      kept[#kept + 1] = f
-    end
-  end
-  self._fields = kept
+  drop_fields(self, function(f) return wanted(set, f.name) end)
 end
 
 -- msg:import_headers(SPECS): each spec names a header or a prefix ('X-*'),
@@ -303,23 +305,16 @@ function Message:import_headers(specs)
   end
   local compiled = {}
   for i, spec in ipairs(specs) do compiled[i] = compile_spec(i, spec) end
-  local kept, removed = {}, {}
-  for _, f in ipairs(self:fields()) do
-    local spec
-    for _, candidate in ipairs(compiled) do
-      if f.name and candidate.matches(f.name) then spec = candidate break end
-    end
-    if spec then capture(spec, spec.key(f.name), field_value(f)) end
-    if spec and spec.remove then
-      if not removed[lower(f.name)] then
-        removed[lower(f.name)] = true
-        self.changes[#self.changes + 1] = { 'remove', f.name, '' }
+  drop_fields(self, function(f)
+    if not f.name then return false end
+    for _, spec in ipairs(compiled) do
+      if spec.matches(f.name) then
+        capture(spec, spec.key(f.name), field_value(f))
+        return spec.remove
       end
-    else
-      kept[#kept + 1] = f
     end
-  end
-  self._fields = kept
+    return false
+  end)
   for _, spec in ipairs(compiled) do
     for _, key in ipairs(spec.order) do self:set_meta(key, spec.captured[key]) end
   end
