@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from policyd.extensions.message import decoded, encoded, parse
+from policyd.extensions.message import parse
+from policyd.header_values import decoded, encoded
 from tests.smtpclient import RawClient
 
 

@@ -1,6 +1,6 @@
-"""The host side of the message object: header values decoded from RFC 2047
-(the header getters), values encoded for prepend_header/append_header's ENCODE
-flag, and address headers for msg:from_header, msg:to_header and
+"""The host side of the message object: header values decoded and encoded
+(policyd.header_values), msg:check_fix_conformance (policyd.conformance), and
+address headers for msg:from_header, msg:to_header and
 msg:get_address_header: the mailboxes of a From/To/Cc-style header, groups
 flattened, display names decoded, each with KumoMTA's fields (name, email,
 user, domain).
@@ -13,14 +13,13 @@ decode is returned as it is.
 from __future__ import annotations
 
 import json
-from email.charset import QP, Charset
-from email.errors import HeaderParseError
-from email.header import Header, decode_header, make_header
 from email.headerregistry import Address
 from email.policy import default
 from typing import Any
 
-from policyd.extensions import Context, HostFunctions
+from policyd import conformance
+from policyd.extensions import Context, HostFunctions, from_binary, to_python
+from policyd.header_values import decoded, encoded
 
 # A header longer than this is not parsed (a policy's instruction budget does
 # not cover host time).
@@ -50,33 +49,6 @@ def parse(value: str) -> list[dict[str, str | None]]:
     return entries
 
 
-def decoded(value: str) -> str:
-    """A header value with its RFC 2047 encoded words decoded (as it is when
-    they do not decode)."""
-    try:
-        return str(make_header(decode_header(value)))
-    except (HeaderParseError, LookupError, UnicodeError, ValueError):
-        return value
-
-
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.header_encoding = QP
-HARD_WRAP = 900
-
-
-def encoded(name: str, value: str) -> str:
-    """KumoMTA's ENCODE: ASCII folded at whitespace near 75 columns (and cut at
-    900 whatever the whitespace), anything else as RFC 2047 quoted-printable
-    encoded words; folds are CRLF and a space, so the value stays one field."""
-    if value.isascii():
-        text = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
-        lines = [line.removeprefix(" ") for line in text.split("\r\n")]
-        cuts = ((line, range(0, len(line), HARD_WRAP)) for line in lines if line)
-        pieces = [line[i : i + HARD_WRAP] for line, starts in cuts for i in starts]
-        return "\r\n ".join(pieces)
-    return Header(value, _UTF8_QP, header_name=name).encode(linesep="\r\n")
-
-
 def _json(entry: dict[str, str | None]) -> str:
     return json.dumps({"name": entry["name"], "address": entry["email"]}, ensure_ascii=False)
 
@@ -93,4 +65,21 @@ def functions(context: Context) -> HostFunctions:
         whole = "[" + ",".join(_json(e) for e in entries) + "]"
         return table({"list": table(listed), "json": whole}), None
 
-    return {"addresses": addresses, "decoded": decoded, "encoded": encoded}
+    def check_fix(
+        data: str, check: str, fix: str, given: Any, message_id: str
+    ) -> tuple[bytes | None, str | None, str | None]:
+        """(the fixed message, the problem text, an error in the arguments)."""
+        try:
+            checks, fixes = conformance.parse_issues(check), conformance.parse_issues(fix)
+            settings = conformance.settings_from(to_python(given), message_id)
+        except ValueError as e:
+            return None, None, str(e)
+        fixed, problem = conformance.check_fix(from_binary(data), checks, fixes, settings)
+        return fixed, problem, None
+
+    return {
+        "addresses": addresses,
+        "decoded": decoded,
+        "encoded": encoded,
+        "check_fix": check_fix,
+    }

@@ -9,7 +9,7 @@ local format, sub, find, match, gsub, lower, byte =
   string.format, string.sub, string.find, string.match, string.gsub, string.lower, string.byte
 local concat, insert = table.concat, table.insert
 local utf8_len = utf8.len
-local new_meta = support.new_meta
+local new_meta, binary = support.new_meta, support.binary
 
 -- Envelope addresses ---------------------------------------------------------
 
@@ -199,6 +199,25 @@ function Message:set_data(data)
   end
   self.args.data, self._fields, self._rest = data, nil, nil
   self.replaced_data = true  -- the verdict carries the whole message
+end
+
+-- msg:check_fix_conformance(CHECKS, FIXES, OPT_SETTINGS): the host finds the
+-- issues and fixes them (policyd/conformance.py); a fixed message replaces the
+-- data as set_data does. A message without a Message-ID gets <id@sender-domain>.
+function Message:check_fix_conformance(check, fix, settings)
+  if type(check) ~= 'string' or type(fix) ~= 'string' then
+    error('msg:check_fix_conformance: CHECKS and FIXES must be strings of flags joined by |', 2)
+  end
+  if settings ~= nil and type(settings) ~= 'table' then
+    error(format('msg:check_fix_conformance: OPT_SETTINGS must be a table, got %s',
+      type(settings)), 2)
+  end
+  local domain = self:sender().domain
+  local id = self:id() .. '@' .. (domain ~= '' and domain or 'localhost')
+  local data, problem, err = host.check_fix(binary(self:get_data()), check, fix, settings, id)
+  if err ~= nil then error('msg:check_fix_conformance: ' .. err, 2) end
+  if data ~= nil then self:set_data(data) end
+  return problem
 end
 
 local function is_x(name) return name ~= nil and lower(sub(name, 1, 2)) == 'x-' end
