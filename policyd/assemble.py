@@ -44,6 +44,13 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
         verdict.batches.SetInParent()  # present even when empty: no message at all
         for batch in outcome.batches:
             verdict.batches.batches.add(recipients=batch)
+    if outcome.envelope is not None:
+        sender, recipients = outcome.envelope
+        verdict.envelope.SetInParent()
+        if sender is not None:
+            verdict.envelope.sender = sender
+        if recipients is not None:
+            verdict.envelope.recipients.addresses.extend(recipients)
 
 
 def continue_instead(verdict: pb.Verdict) -> pb.Verdict:

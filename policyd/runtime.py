@@ -67,6 +67,7 @@ class Outcome:
     data: bytes | None = None  # the whole message, when a handler replaced it
     batches: list[list[str]] | None = None  # smtp_server_split_transaction's answer
     auth_info: tuple[str, str] | None = None  # (authn, authz) of a returned AuthInfo
+    envelope: tuple[str | None, list[str] | None] | None = None  # (sender, recipients) set
     exceeded: str | None = None  # the limit it hit, if any
 
 
@@ -312,4 +313,10 @@ def _outcome(result: Any) -> Outcome:
         fields["auth_info"] = (fields["auth_info"]["authn"], fields["auth_info"]["authz"])
     if "batches" in fields:
         fields["batches"] = [list(batch.values()) for batch in fields["batches"].values()]
+    if "envelope" in fields:
+        recipients = fields["envelope"]["recipients"]
+        fields["envelope"] = (
+            fields["envelope"]["sender"],
+            None if recipients is None else list(recipients.values()),
+        )
     return Outcome(**fields)

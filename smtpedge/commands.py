@@ -23,8 +23,9 @@ inside the brackets, a missing `>`) is a malformed address.
 
 from __future__ import annotations
 
-import ipaddress
 import re
+
+from policy.mailboxes import DOMAIN, DOT_STRING, MAILBOX, QUOTED, literal_ok
 
 # Syntax errors that are not about a particular command.
 CONTROL = "500 5.5.2 Syntax error: control characters in command"
@@ -90,47 +91,16 @@ def split(line: bytes) -> tuple[str, str | None]:
     return command, text or None
 
 
-# RFC 5321 section 4.1.2, with RFC 6531's UTF-8 (any non-ASCII character).
-_UTF8 = "\u0080-\U0010ffff"
-_ATEXT = rf"A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_UTF8}"
-_DOT_STRING = rf"\.*[{_ATEXT}][{_ATEXT}.]*"  # at least one atext, dots anywhere
-_QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8}]|\\[\x20-\x7e])*"'
-_LABEL = rf"[A-Za-z0-9_{_UTF8}](?:[A-Za-z0-9_\-{_UTF8}]*[A-Za-z0-9_{_UTF8}])?"
-_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
-_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"  # checked further by _literal_ok
-_MAILBOX = rf"(?:{_DOT_STRING}|{_QUOTED})@(?:{_DOMAIN}|(?P<literal>{_LITERAL}))"
-_ROUTE = rf"@{_DOMAIN}(?:,@{_DOMAIN})*:"
+_ROUTE = rf"@{DOMAIN}(?:,@{DOMAIN})*:"
 _REST = r"(?:[ \t]+(?P<rest>.*))?\Z"
 # The usual case, ASCII dot-atoms in brackets, costs one match of this.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _SIMPLE = re.compile(
     rf"<(?P<address>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*)>{_REST}"
 )
-_PATH = re.compile(
-    rf"<(?:{_ROUTE})?(?P<address>{_MAILBOX}|(?P<postmaster>(?i:postmaster)))>{_REST}"
-)
-_BARE = re.compile(rf"(?P<address>{_MAILBOX}){_REST}")
+_PATH = re.compile(rf"<(?:{_ROUTE})?(?P<address>{MAILBOX}|(?P<postmaster>(?i:postmaster)))>{_REST}")
+_BARE = re.compile(rf"(?P<address>{MAILBOX}){_REST}")
 _NULL = re.compile(rf"<>{_REST}")
-_GENERAL_LITERAL = re.compile(r"[A-Za-z0-9-]*[A-Za-z0-9]:[\x21-\x5a\x5e-\x7e]+\Z")
-
-
-def _literal_ok(literal: str) -> bool:
-    """An address literal's content: IPv4, `IPv6:` and an IPv6 address, or a
-    general `tag:content` one (RFC 5321 section 4.1.3)."""
-    content = literal[1:-1]
-    if content[:5].upper() == "IPV6:":
-        try:
-            ipaddress.IPv6Address(content[5:])
-        except ValueError:
-            return False
-        return True
-    if content[:1].isdigit():
-        try:
-            ipaddress.IPv4Address(content)
-        except ValueError:
-            return False
-        return True
-    return _GENERAL_LITERAL.match(content) is not None
 
 
 def parse_path(text: str, *, null: bool = False, postmaster: bool = False) -> tuple[str, str]:
@@ -148,7 +118,7 @@ def parse_path(text: str, *, null: bool = False, postmaster: bool = False) -> tu
     groups = match.groupdict()
     if groups.get("postmaster") is not None and not postmaster:
         raise Refused(MALFORMED)
-    if groups["literal"] is not None and not _literal_ok(groups["literal"]):
+    if groups["literal"] is not None and not literal_ok(groups["literal"]):
         raise Refused(MALFORMED)
     return groups["address"], groups["rest"] or ""
 
@@ -217,7 +187,7 @@ def rcpt_to(argument: str | None, *, extended: bool) -> tuple[str, list[str]]:
     return recipient, params
 
 
-_LOCAL_PART = re.compile(rf"(?:{_DOT_STRING}|{_QUOTED})\Z")
+_LOCAL_PART = re.compile(rf"(?:{DOT_STRING}|{QUOTED})\Z")
 
 
 def vrfy_address(argument: str) -> str | None:

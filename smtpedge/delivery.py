@@ -30,9 +30,7 @@ log = logging.getLogger("smtpedge.delivery")
 class Delivery(Protocol):
     async def mail(self, session: EdgeSession, sender: str, params: list[str]) -> Reply | None: ...
     async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None: ...
-    async def deliver(
-        self, session: EdgeSession, sender: str, messages: list[Message]
-    ) -> Reply: ...
+    async def deliver(self, session: EdgeSession, messages: list[Message]) -> Reply: ...
     async def reset(self, session: EdgeSession) -> None: ...
     async def close(self) -> None: ...
 
@@ -56,8 +54,10 @@ class MaildirDelivery:
     async def rcpt(self, session: EdgeSession, recipient: str) -> Reply | None:
         return None
 
-    async def deliver(self, session: EdgeSession, sender: str, messages: list[Message]) -> Reply:
-        stored = [(envelope_headers(sender, m.recipients) + m.data, m.message_id) for m in messages]
+    async def deliver(self, session: EdgeSession, messages: list[Message]) -> Reply:
+        stored = [
+            (envelope_headers(m.sender, m.recipients) + m.data, m.message_id) for m in messages
+        ]
         loop = asyncio.get_running_loop()
         try:
             names = await loop.run_in_executor(None, self.maildir.deliver, stored)
@@ -100,6 +100,7 @@ class _Upstreamed:
     (LMTP answers DATA once for each)."""
 
     upstream: Upstream
+    sender: str
     params: list[str]
     recipients: list[str] = field(default_factory=list)
 
@@ -110,10 +111,11 @@ class RelayDelivery:
     The upstream side of each session's transaction in progress is kept here,
     by session id; whenever it goes wrong the connection is closed (and the
     client hears 451), so none is ever dropped open. A transaction the policy
-    left as one message of the same recipients is relayed as it ran; one split
-    into several is relayed as one upstream transaction per message, the open
-    one reset. Should one of those fail after others were relayed, the client
-    hears the failure and its retry duplicates the ones before: never a loss.
+    left as one message of the same envelope is relayed as it ran; one split
+    into several, or given another sender or recipients, is relayed as one
+    upstream transaction per message, the open one reset. Should one of those
+    fail after others were relayed, the client hears the failure and its retry
+    duplicates the ones before: never a loss.
     """
 
     def __init__(self, relay: Relay, hostname: str) -> None:
@@ -151,7 +153,7 @@ class RelayDelivery:
             if not reply.ok:
                 await self.relay.release(upstream, clean=True)
                 return _passed_back(reply)
-            return _Upstreamed(upstream, params)
+            return _Upstreamed(upstream, sender, params)
         return self._unavailable(session, UpstreamError("no working connection"))
 
     @staticmethod
@@ -210,24 +212,25 @@ class RelayDelivery:
             await state.upstream.close()
             return self._unavailable(session, e)
 
-    async def deliver(self, session: EdgeSession, sender: str, messages: list[Message]) -> Reply:
+    async def deliver(self, session: EdgeSession, messages: list[Message]) -> Reply:
         state = self._open.get(session.id)
         if state is None:
             return self._unavailable(session, UpstreamError("the upstream transaction was lost"))
-        if len(messages) == 1 and messages[0].recipients == state.recipients:
+        (first, *more) = messages
+        if not more and (first.sender, first.recipients) == (state.sender, state.recipients):
             del self._open[session.id]
-            reply = await self._send(session, state, messages[0])
+            reply = await self._send(session, state, first)
         else:
             await self.reset(session)
-            reply = await self._each(session, sender, state.params, messages)
+            reply = await self._each(session, state.params, messages)
         return reply or accepted(messages, [len(m.data) for m in messages])
 
     async def _each(
-        self, session: EdgeSession, sender: str, params: list[str], messages: list[Message]
+        self, session: EdgeSession, params: list[str], messages: list[Message]
     ) -> Reply | None:
         """One upstream transaction per message; the first failure is the answer."""
         for done, message in enumerate(messages):
-            reply = await self._relay_one(session, sender, params, message)
+            reply = await self._relay_one(session, params, message)
             if reply is not None:
                 if done:
                     log.warning(
@@ -242,9 +245,9 @@ class RelayDelivery:
         return None
 
     async def _relay_one(
-        self, session: EdgeSession, sender: str, params: list[str], message: Message
+        self, session: EdgeSession, params: list[str], message: Message
     ) -> Reply | None:
-        state = await self._begin(session, sender, params)
+        state = await self._begin(session, message.sender, params)
         if isinstance(state, Reply):
             return state
         for recipient in message.recipients:

@@ -197,7 +197,7 @@ class PolicyHandler:
         if not received.messages:
             await self.delivery.reset(session)
             return NO_BATCH
-        return await self.delivery.deliver(session, transaction.sender, received.messages)
+        return await self.delivery.deliver(session, received.messages)
 
     def _received(self, session: EdgeSession, message_id: str, recipients: list[str]) -> bytes:
         facts = session.facts

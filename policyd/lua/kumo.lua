@@ -412,7 +412,8 @@ local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
 -- (smtp_server_split_transaction's recipient lists),
 -- msg_meta (message meta changes), data (the whole message, as
 -- binary(), when a handler set msg.replaced_data: then headers is nil, as
--- the data has its changes).
+-- the data has its changes), envelope (what msg:set_sender and
+-- msg:set_recipient set: sender, recipients).
 local function call(handler, msg, ...)
   local ok, result = xpcall(handler, on_error, ...)
   return ok, result, msg
@@ -435,6 +436,7 @@ local function run(event, fixed, raw, args)
   local headers = msg and not msg.replaced_data and #msg.changes > 0 and msg.changes or nil
   local msg_meta = msg and msg.meta.changed or nil
   local data = msg and msg.replaced_data and binary(msg:get_data()) or nil
+  local envelope = msg and msg.envelope or nil
   if ok then
     local extensions, batches, identities, err
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
@@ -443,12 +445,12 @@ local function run(event, fixed, raw, args)
     if err then return { action = 'error', error = err } end
     local granted = result == true or identities ~= nil
     if not (conn.changed or headers or extensions or granted or msg_meta or data
-            or batches) then
+            or batches or envelope) then
       return 'continue'  -- the common outcome, as a string: no table to build and read back
     end
     return { action = 'continue', meta = conn.changed, headers = headers,
              extensions = extensions, auth = granted, auth_info = identities,
-             msg_meta = msg_meta, data = data, batches = batches }
+             msg_meta = msg_meta, data = data, batches = batches, envelope = envelope }
   end
   if type(result) == 'table' then
     return { action = result.action, code = result.code, text = result.text, mode = result.mode,

@@ -93,6 +93,43 @@ function Message:recipient()
   return list
 end
 
+-- msg:set_sender(ADDRESS) and msg:set_recipient(ADDRESS or a list of them):
+-- an EnvelopeAddress or its text. The verdict carries the new envelope; the
+-- edge checks it again before an upstream sees it.
+local function envelope_address(method, value, null_ok)
+  if type(value) == 'table' and type(rawget(value, 'email')) == 'string' then value = value.email end
+  if type(value) ~= 'string' then
+    error(format('msg:%s: expected an address (a string or an EnvelopeAddress), got %s',
+      method, type(value)), 3)
+  end
+  if value == '' and null_ok then return value end
+  if not utf8_len(value) or find(value, '[%c%s<>]') or not match(value, '^[^@].*@[^@]+$') then
+    error(format('msg:%s: %q is not an envelope address (local@domain)', method, value), 3)
+  end
+  return value
+end
+
+local function set_envelope(self, key, value)
+  self.args[key] = value
+  self.envelope = self.envelope or {}
+  self.envelope[key] = value
+end
+
+function Message:set_sender(value)
+  set_envelope(self, 'sender', envelope_address('set_sender', value, true))
+end
+
+function Message:set_recipient(value)
+  local list = {}
+  if type(value) == 'table' and rawget(value, 'email') == nil then
+    for i, v in ipairs(value) do list[i] = envelope_address('set_recipient', v) end
+    if #list == 0 then error('msg:set_recipient: the list of recipients is empty', 2) end
+  else
+    list[1] = envelope_address('set_recipient', value)
+  end
+  set_envelope(self, 'recipients', list)
+end
+
 function Message:get_meta(name) return self.meta:get_meta(name) end
 function Message:set_meta(name, value) return self.meta:set_meta(name, value) end
 
