@@ -253,3 +253,29 @@ def test_bad_flags_are_a_policy_error_naming_the_method(stack_factory) -> None:
     (error,) = [e for e in stack.daemon.log_lines() if e.get("msg") == "policy error"]
     assert "msg:check_fix_conformance: invalid MessageConformance flag 'FIX_ALL'" in error["error"]
     assert stack.stored_entries() == []
+
+
+SMUGGLING = r"""
+kumo.on('smtp_server_message_received', function(msg)
+  local failed = msg:check_fix_conformance('NON_CANONICAL_LINE_ENDINGS', '')
+  if failed then
+    kumo.reject(552, string.format('5.6.0 %s', failed))
+  end
+end)
+"""
+
+
+def test_the_canonical_smuggling_defence_refuses_bare_line_feeds(stack_factory) -> None:
+    """KumoMTA's configuration guide's check: a smuggled second message behind
+    `\\n.\\n` stays inside the first, which is refused; honest mail passes."""
+    stack = stack_factory(SMUGGLING)
+    smuggled = (
+        b"Subject: first\r\n\r\nhello\n.\nMAIL FROM:<evil@example.com>\r\n"
+        b"RCPT TO:<r@example.com>\r\nDATA\r\nSubject: spoofed\r\n\r\nx\r\n"
+    )
+    assert send(stack.port, smuggled) == (
+        b"552 5.6.0 Message has conformance issues: NON_CANONICAL_LINE_ENDINGS\r\n"
+    )
+    assert send(stack.port, b"Subject: honest\r\n\r\nhello\r\n").startswith(b"250 OK ids=")
+    (entry,) = stack.stored_entries()
+    assert entry.message == b"Subject: honest\r\n\r\nhello\r\n"
