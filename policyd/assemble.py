@@ -39,7 +39,12 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
     if outcome.extensions is not None:
         verdict.ehlo_extensions.items.extend(outcome.extensions)
     if outcome.auth_info is not None:
-        verdict.auth_info.authn_id, verdict.auth_info.authz_id = outcome.auth_info
+        info = outcome.auth_info
+        verdict.auth_info.authn_id, verdict.auth_info.authz_id = info.authn, info.authz
+        verdict.auth_info.identities.extend(
+            pb.Identity(identity=identity, context=context) for identity, context in info.identities
+        )
+        verdict.auth_info.groups.extend(info.groups)
     if outcome.batches is not None:
         verdict.batches.SetInParent()  # present even when empty: no message at all
         for batch in outcome.batches:

@@ -66,7 +66,7 @@ def entry(
     timestamps: Timestamps,
 ) -> str:
     """One decision as a line of JSON (built directly: it is written for every verdict)."""
-    fixed, _, args = inputs
+    fixed, _, args, _ = inputs
     cert = "" if identity is None else f', "edge_cert": {_text(identity)}'
     line = (
         f'{{"ts": "{timestamps.iso(time.time())}", "decision_id": "{verdict.decision_id}"'

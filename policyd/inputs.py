@@ -13,7 +13,9 @@ from policy.events import ARGUMENT_TYPES, Event
 from policy.v1 import policy_pb2 as pb
 
 # What a handler is given: predefined conn_meta, what the session set, the event's arguments.
-Inputs = tuple[dict[str, Any], dict[str, str] | None, dict[str, Any]]
+# (predefined conn_meta, conn_meta the policy set, event arguments, the
+# session's AuthInfo when it authenticated).
+Inputs = tuple[dict[str, Any], dict[str, str] | None, dict[str, Any], dict[str, Any] | None]
 
 # Keys only the daemon may state: they come from what it verified itself.
 VERIFIED_KEYS = ("edge_cert_subject",)
@@ -87,4 +89,22 @@ def event_args(request: pb.EvaluateRequest, event: Event) -> dict[str, Any]:
 
 def handler_inputs(request: pb.EvaluateRequest, event: Event, identity: str | None) -> Inputs:
     """All a handler is given for `request` (and what the decision log reads)."""
-    return predefined_meta(request, identity), session_meta(request), event_args(request, event)
+    return (
+        predefined_meta(request, identity),
+        session_meta(request),
+        event_args(request, event),
+        auth_info(request.session),
+    )
+
+
+def auth_info(session: pb.Session) -> dict[str, Any] | None:
+    """The session's AuthInfo as conn_meta:auth_info() gives it (less
+    peer_address, which kumo.lua adds), or None before AUTH."""
+    if not session.HasField("auth"):
+        return None
+    return {
+        "identities": [
+            {"identity": i.identity, "context": i.context} for i in session.auth.identities
+        ],
+        "groups": list(session.auth.groups),
+    }

@@ -51,6 +51,16 @@ class HandlerCoverage:
 
 
 @dataclass(slots=True)
+class AuthInfo:
+    """What an AuthInfo table returned by smtp_server_auth_plain grants."""
+
+    authn: str
+    authz: str
+    identities: list[tuple[str, str]]  # (identity, context)
+    groups: list[str]
+
+
+@dataclass(slots=True)
 class Outcome:
     """A finished evaluation."""
 
@@ -66,7 +76,7 @@ class Outcome:
     msg_meta: dict[str, str] | None = None
     data: bytes | None = None  # the whole message, when a handler replaced it
     batches: list[list[str]] | None = None  # smtp_server_split_transaction's answer
-    auth_info: tuple[str, str] | None = None  # (authn, authz) of a returned AuthInfo
+    auth_info: AuthInfo | None = None  # a returned AuthInfo, as KumoMTA reconciles it
     envelope: tuple[str | None, list[str] | None] | None = None  # (sender, recipients) set
     exceeded: str | None = None  # the limit it hit, if any
 
@@ -251,6 +261,7 @@ class LuaPolicy:
         fixed: dict[str, Any],
         raw: dict[str, str] | None,
         args: dict[str, Any],
+        auth: dict[str, Any] | None,
         seconds: float,
         slice: int | None,
     ) -> Outcome | Pending:
@@ -266,6 +277,7 @@ class LuaPolicy:
                 table(fixed),
                 table(raw) if raw else None,
                 table(args, recursive=True),
+                table(auth, recursive=True) if auth else None,
                 seconds,
                 self.limits.seconds,
                 self.limits.instructions,
@@ -310,7 +322,13 @@ def _outcome(result: Any) -> Outcome:
     if "data" in fields:
         fields["data"] = extensions.from_binary(fields["data"])
     if "auth_info" in fields:
-        fields["auth_info"] = (fields["auth_info"]["authn"], fields["auth_info"]["authz"])
+        info = fields["auth_info"]
+        fields["auth_info"] = AuthInfo(
+            info["authn"],
+            info["authz"],
+            [(i["identity"], i["context"]) for i in info["identities"].values()],
+            list(info["groups"].values()),
+        )
     if "batches" in fields:
         fields["batches"] = [list(batch.values()) for batch in fields["batches"].values()]
     if "envelope" in fields:

@@ -51,6 +51,12 @@ kumo.on('smtp_server_data', function(msg, meta)
     local value = meta:get_meta(key)
     if value then msg:append_header('X-' .. key, value) end
   end
+  local info, identities = meta:auth_info(), {}
+  for _, ident in ipairs(info.identities) do
+    identities[#identities + 1] = ident.identity .. '/' .. ident.context
+  end
+  msg:append_header('X-auth-info', string.format('%s; %s; %s', info.peer_address,
+    table.concat(identities, ' '), table.concat(info.groups, ' ')))
 end)
 """.replace("'PASSWORD'", repr(PASSWORD))
 
@@ -200,6 +206,9 @@ def test_auth_accepted_by_the_policy(tls_stack, certs, mechanism) -> None:
     (stored,) = stack.stored_entries()
     assert header_values(stored.message, "X-authn_id") == ["alice"]
     assert header_values(stored.message, "X-authz_id") == ["alice"]
+    assert header_values(stored.message, "X-auth-info") == [
+        "127.0.0.1; alice/SmtpAuthPlainAuthorization alice/SmtpAuthPlainAuthentication; "
+    ]
     assert b" with ESMTPSA id " in stored.received
 
 
@@ -212,6 +221,10 @@ def test_an_auth_info_return_grants_with_its_identities(tls_stack, certs) -> Non
     (stored,) = stack.stored_entries()
     assert header_values(stored.message, "X-authn_id") == ["daniel@corp.example"]
     assert header_values(stored.message, "X-authz_id") == ["as-boss"]
+    assert header_values(stored.message, "X-auth-info") == [
+        "127.0.0.1; as-boss/SmtpAuthPlainAuthorization"
+        " daniel@corp.example/SmtpAuthPlainAuthentication; group1 group2"
+    ]
 
 
 def test_an_auth_info_without_identities_is_a_policy_error(tls_stack, certs) -> None:

@@ -128,12 +128,24 @@ class TlsInfo(_message.Message):
     def __init__(self, protocol_version: _Optional[str] = ..., cipher: _Optional[str] = ..., peer_subject_name: _Optional[str] = ...) -> None: ...
 
 class AuthInfo(_message.Message):
-    __slots__ = ("authn_id", "authz_id")
+    __slots__ = ("authn_id", "authz_id", "identities", "groups")
     AUTHN_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHZ_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     authn_id: str
     authz_id: str
-    def __init__(self, authn_id: _Optional[str] = ..., authz_id: _Optional[str] = ...) -> None: ...
+    identities: _containers.RepeatedCompositeFieldContainer[Identity]
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, authn_id: _Optional[str] = ..., authz_id: _Optional[str] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Identity(_message.Message):
+    __slots__ = ("identity", "context")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    identity: str
+    context: str
+    def __init__(self, identity: _Optional[str] = ..., context: _Optional[str] = ...) -> None: ...
 
 class ConnectArgs(_message.Message):
     __slots__ = ()

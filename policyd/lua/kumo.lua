@@ -267,6 +267,19 @@ function Meta:get_meta(name)
   return v
 end
 
+-- conn_meta:auth_info(): a copy of the session's AuthInfo in KumoMTA's shape
+-- (identities, groups, peer_address); empty lists before AUTH.
+function Meta:auth_info()
+  local auth, out = self.auth or {}, { identities = {}, groups = {} }
+  for i, ident in ipairs(auth.identities or {}) do
+    out.identities[i] = { identity = ident.identity, context = ident.context }
+  end
+  for i, group in ipairs(auth.groups or {}) do out.groups[i] = group end
+  local from = self.fixed and self.fixed.received_from
+  out.peer_address = from and (match(from, '^%[(.*)%]:%d+$') or match(from, '^(.*):%d+$'))
+  return out
+end
+
 function Meta:set_meta(name, value)
   local text = encode_meta(self.kind, name, value)
   self.changed = self.changed or {}
@@ -321,8 +334,25 @@ local function auth_info(value)
     end
     by_context[ident.context] = by_context[ident.context] or ident.identity
   end
+  local groups = value.groups or {}
+  if type(groups) ~= 'table' then
+    return nil, 'smtp_server_auth_plain returned an AuthInfo whose groups is not a list'
+  end
+  local names = {}
+  for i, group in ipairs(groups) do
+    if type(group) ~= 'string' then
+      return nil, format('smtp_server_auth_plain returned an AuthInfo whose groups[%d] is not a '
+        .. 'string', i)
+    end
+    names[i] = group
+  end
+  local listed = {}
+  for i, ident in ipairs(identities) do
+    listed[i] = { identity = ident.identity, context = ident.context }
+  end
   local authn = by_context.SmtpAuthPlainAuthentication or identities[1].identity
-  return { authn = authn, authz = by_context.SmtpAuthPlainAuthorization or authn }
+  return { authn = authn, authz = by_context.SmtpAuthPlainAuthorization or authn,
+           identities = listed, groups = names }
 end
 
 -- What smtp_server_split_transaction returned, as an array of arrays of
@@ -428,8 +458,9 @@ local function screened(screen, handler, args, conn)
   end
 end
 
-local function run(event, fixed, raw, args)
+local function run(event, fixed, raw, args, auth)
   local conn = new_meta('conn_meta', fixed, raw)
+  conn.auth = auth
   local handler, screen = handlers[event], support.screens[event]
   if screen and screen.active() then handler = screened(screen.check, handler, args, conn) end
   local ok, result, msg = call(handler, ARGUMENTS[event](args, conn))
@@ -498,10 +529,10 @@ local evaluation = {}
 -- Starts an evaluation of `event` with its handler in a new coroutine, under
 -- `seconds` of wall clock (what is left of the evaluation's `limit`) and
 -- `budget` instructions (`slice` when inline).
-function evaluation.start(event, fixed, raw, args, seconds, limit, budget, slice)
+function evaluation.start(event, fixed, raw, args, auth, seconds, limit, budget, slice)
   local ctx = limits.context(seconds, limit, budget, slice)
   local co = limits.attach(co_create(run), ctx)
-  return co, ctx, report(co, ctx, event, co_resume(co, event, fixed, raw, args))
+  return co, ctx, report(co, ctx, event, co_resume(co, event, fixed, raw, args, auth))
 end
 
 -- Continues an evaluation with the outcome of its host call.
