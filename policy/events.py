@@ -27,6 +27,9 @@ class Stage(Enum):
     MAIL = "mail"
     RCPT = "rcpt"
     DATA = "data"
+    # Before each reply is sent (smtp_server_rewrite_response): no verdict
+    # keeps the reply, whatever the fail mode.
+    RESPONSE = "response"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,11 @@ EVENTS: tuple[Event, ...] = (
         "smtp_server_message_received", "message", Stage.DATA, "message_received",
         _MESSAGE_LOGGED, value="data",
     ),
+    # Not in the sequence: before every reply the session sends.
+    Event(
+        "smtp_server_rewrite_response", "rewrite_response", Stage.RESPONSE, "rewrite_response",
+        logged=(("status", "status"), ("command", "command")),
+    ),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, Event] = {event.name: event for event in EVENTS}
@@ -104,7 +112,17 @@ ARGUMENT_TYPES: Mapping[str, Any] = {
     if field.message_type is not None
 }
 
-CONNECT, EHLO, AUTH_PLAIN, MAIL_FROM, RCPT_TO, DATA, SPLIT_TRANSACTION, MESSAGE_RECEIVED = EVENTS
+(
+    CONNECT,
+    EHLO,
+    AUTH_PLAIN,
+    MAIL_FROM,
+    RCPT_TO,
+    DATA,
+    SPLIT_TRANSACTION,
+    MESSAGE_RECEIVED,
+    REWRITE_RESPONSE,
+) = EVENTS
 
 
 def of_stage(stage: Stage) -> tuple[Event, ...]:

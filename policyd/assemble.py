@@ -49,6 +49,13 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
         verdict.batches.SetInParent()  # present even when empty: no message at all
         for batch in outcome.batches:
             verdict.batches.batches.add(recipients=batch)
+    if outcome.response is not None:
+        status, text = outcome.response
+        verdict.response.SetInParent()
+        if status is not None:
+            verdict.response.status = status
+        if text is not None:
+            verdict.response.text = text
     if outcome.envelope is not None:
         sender, recipients = outcome.envelope
         verdict.envelope.SetInParent()

@@ -31,7 +31,8 @@ _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (C, fast
 
 def _inputs(fixed: Mapping[str, Any], args: Mapping[str, Any], event: Event) -> str:
     """What a reader needs to understand a decision, as the event table says;
-    nothing secret or bulky (a bytes argument is recorded as its length). Read
+    nothing secret or bulky (a bytes argument is recorded as its length, a
+    number as it is). Read
     from the handler's inputs, which the evaluation has built already."""
     out = f', "peer": {_text(fixed["received_from"])}'
     ehlo = fixed.get("ehlo_domain")
@@ -43,6 +44,8 @@ def _inputs(fixed: Mapping[str, Any], args: Mapping[str, Any], event: Event) -> 
             out += f', "{key}": {_text(value)}'
         elif isinstance(value, bytes):
             out += f', "{key}": {len(value)}'
+        elif isinstance(value, int):
+            out += f', "{key}": {value}'
         else:
             out += f', "{key}": [{", ".join(_text(item) for item in value)}]'
     authn_id = fixed.get("authn_id")

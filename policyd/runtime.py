@@ -78,6 +78,7 @@ class Outcome:
     batches: list[list[str]] | None = None  # smtp_server_split_transaction's answer
     auth_info: AuthInfo | None = None  # a returned AuthInfo, as KumoMTA reconciles it
     envelope: tuple[str | None, list[str] | None] | None = None  # (sender, recipients) set
+    response: tuple[int | None, str | None] | None = None  # a rewritten (status, text)
     exceeded: str | None = None  # the limit it hit, if any
 
 
@@ -331,6 +332,8 @@ def _outcome(result: Any) -> Outcome:
         )
     if "batches" in fields:
         fields["batches"] = [list(batch.values()) for batch in fields["batches"].values()]
+    if "response" in fields:
+        fields["response"] = (fields["response"]["status"], fields["response"]["text"])
     if "envelope" in fields:
         recipients = fields["envelope"]["recipients"]
         fields["envelope"] = (

@@ -26,7 +26,7 @@ from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery
 from smtpedge.listener_params import params
 from smtpedge.policy_client import PolicyClient
-from smtpedge.replies import Reply, render
+from smtpedge.replies import Reply, parse_replies, render, rewritten
 from smtpedge.session import EdgeSession, Transaction
 from smtpedge.trace import protocol, received_header
 
@@ -107,6 +107,27 @@ class PolicyHandler:
         return self.refusal(session, event, await self.ask(session, event, arguments))
 
     # The hooks ------------------------------------------------------------------
+
+    def rewrites(self) -> bool:
+        """Whether replies wait for smtp_server_rewrite_response."""
+        return self.policy.handles(events.REWRITE_RESPONSE.name)
+
+    async def rewrite(
+        self, session: EdgeSession, data: bytes, command: str | None
+    ) -> tuple[bytes, bool]:
+        """The replies in `data` as the policy rewrote them (each kept when no
+        verdict came), and whether one is now a 421, which closes the session."""
+        out, close = [], False
+        for code, text in parse_replies(data):
+            arguments = events.REWRITE_RESPONSE.arguments(
+                status=code, response=text, command=command or ""
+            )
+            reply = rewritten(
+                code, text, await self.ask(session, events.REWRITE_RESPONSE, arguments)
+            )
+            close = close or reply.startswith(b"421")
+            out.append(reply)
+        return b"".join(out) or data, close
 
     def offers_auth(self) -> bool:
         """AUTH is offered only where the policy can grant it."""

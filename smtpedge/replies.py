@@ -40,6 +40,31 @@ def reply_lines(code: int, text: str) -> tuple[str, ...]:
     return (*(f"{code}-{line}" for line in init), f"{code} {last}")
 
 
+def parse_replies(data: bytes) -> list[tuple[int, str]]:
+    """The replies in bytes a session writes, as (code, text): the text's lines
+    without their codes, joined by "\n" (what smtp_server_rewrite_response
+    sees). Several replies may be in one write (a refusal and its 421)."""
+    replies: list[tuple[int, str]] = []
+    lines: list[str] = []
+    for line in data.decode("utf-8", "replace").split("\r\n")[:-1]:
+        lines.append(line[4:])
+        if line[3:4] != "-":
+            replies.append((int(line[:3]), "\n".join(lines)))
+            lines = []
+    return replies
+
+
+def rewritten(code: int, text: str, verdict: pb.Verdict | None) -> bytes:
+    """A reply as smtp_server_rewrite_response's verdict left it: its own code
+    and text where the verdict kept them (or there was none)."""
+    if verdict is not None and verdict.HasField("response"):
+        if verdict.response.HasField("status"):
+            code = verdict.response.status
+        if verdict.response.HasField("text"):
+            text = verdict.response.text
+    return Reply(reply_lines(code, text)).encode()
+
+
 def technical_difficulties(hostname: str) -> Reply:
     return Reply((f"421 4.3.0 {hostname} technical difficulties",), close=True)
 

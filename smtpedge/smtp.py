@@ -86,6 +86,10 @@ class Hooks(Protocol):
     async def data(self, session: EdgeSession, transaction: Transaction, data: bytes) -> Reply: ...
     async def reset(self, session: EdgeSession) -> None: ...
     async def session_ended(self, session: EdgeSession) -> None: ...
+    def rewrites(self) -> bool: ...
+    async def rewrite(
+        self, session: EdgeSession, data: bytes, command: str | None
+    ) -> tuple[bytes, bool]: ...
 
 
 class Settings:
@@ -163,6 +167,12 @@ class SMTPSession:
         self._invalid_left = INVALID_LIMIT
         self._was_invalid = False  # the command being handled was refused as invalid
         self.task: asyncio.Task[None] | None = None  # the task running the session
+        # With an smtp_server_rewrite_response handler, replies wait here for
+        # the policy until the command is done (or the session reads again).
+        self._rewriting = hooks.rewrites()
+        self._pending: list[bytes] = []
+        self._closing = False
+        self._command: str | None = None  # the verb being answered
         self._debug = log.isEnabledFor(logging.DEBUG)
         conn.timed_out = self._timed_out
 
@@ -183,11 +193,15 @@ class SMTPSession:
                 self._say(self.settings.banner)
             else:
                 self._send(reply)
+            await self._flush()
             while not conn.closed:
                 if self.draining:
                     self._say(self.settings.shutting_down)
+                    await self._flush()
                     break
                 await self._dispatch(await conn.read_command(AUTH_LINE))
+                if self._rewriting:
+                    await self._flush()
         except Closed:
             pass
         except Exception:
@@ -204,17 +218,44 @@ class SMTPSession:
         its command (a message being received is received and answered first)."""
         self.draining = True
         if self.conn.awaiting_command:
-            self._say(self.settings.shutting_down)
+            self._write(self.settings.shutting_down)  # unilateral: not rewritten
             self.conn.close()
 
     def _timed_out(self) -> None:
         log.info("idle timeout", extra=self.session.log_fields())
-        self._say(self.settings.idle_too_long)
+        self._write(self.settings.idle_too_long)  # unilateral: not rewritten
         self.conn.close()
 
     # Replies -------------------------------------------------------------------
 
     def _say(self, data: bytes) -> None:
+        if self._rewriting:
+            self._pending.append(data)
+        else:
+            self._write(data)
+
+    def _close(self) -> None:
+        """Closes once the replies said so far are sent."""
+        if self._pending:
+            self._closing = True
+        else:
+            self.conn.close()
+
+    async def _flush(self) -> None:
+        """Sends the replies waiting for smtp_server_rewrite_response, as the
+        policy rewrote them; a reply it turned into a 421 closes the session."""
+        if not self._rewriting:
+            return
+        pending, self._pending = self._pending, []
+        for data in pending:
+            data, close = await self.hooks.rewrite(self.session, data, self._command)
+            self._write(data)
+            self._closing = self._closing or close
+        if self._closing:
+            self.conn.close()
+            raise Closed
+
+    def _write(self, data: bytes) -> None:
         self.conn.write(data)
         counter = _REPLY_COUNTS.get(data[0])
         if counter is not None:
@@ -228,7 +269,7 @@ class SMTPSession:
     def _send(self, reply: Reply) -> None:
         self._say(reply.encode())
         if reply.close:
-            self.conn.close()
+            self._close()
 
     def _refuse(self, error: Refused) -> None:
         self._invalid(_line(error.reply))
@@ -258,6 +299,7 @@ class SMTPSession:
             self._invalid(TOO_LONG)
             return
         command = COMMANDS.get(verb)
+        self._command = verb if command is not None else None
         if command is None:
             self._unrecognised_verb(verb)
             return
@@ -298,7 +340,7 @@ class SMTPSession:
     def _goodbye(self, what: str) -> None:
         log.info("too many bad commands", extra={**self.session.log_fields(), "kind": what})
         self._say(GOODBYE)
-        self.conn.close()
+        self._close()
 
     async def _end_transaction(self) -> None:
         if self.transaction is not None:
@@ -360,6 +402,7 @@ class SMTPSession:
             self._invalid(b"503 5.5.1 Error: TLS already active\r\n")
             return
         self._say(b"220 Ready to start TLS\r\n")
+        await self._flush()
         await self._end_transaction()
         try:
             await self.conn.start_tls(context, self.settings.idle_timeout)
@@ -446,6 +489,7 @@ class SMTPSession:
         the one to `challenge` ("=" is an empty one, RFC 4954)."""
         if initial is None:
             self._say(b"334 " + base64.b64encode(challenge) + b"\r\n")
+            await self._flush()
             line = await self.conn.read_line(AUTH_LINE)
             if line is None:
                 self._invalid(b"500 5.5.6 Authentication Exchange line is too long\r\n")
@@ -529,6 +573,7 @@ class SMTPSession:
             self._syntax_error("DATA")
             return
         self._say(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        await self._flush()
         data = await self.conn.read_data(self.settings.max_message_size)
         self.transaction = None  # whatever happens next, the transaction is over
         if isinstance(data, DataProblem):
@@ -554,7 +599,7 @@ class SMTPSession:
             self._syntax_error("QUIT")
             return
         self._say(b"221 Bye\r\n")
-        self.conn.close()
+        self._close()
 
     async def _vrfy(self, arg: str | None) -> None:
         if not arg:

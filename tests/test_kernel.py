@@ -130,6 +130,9 @@ end
 local function echo(...)
   local out = {}
   for i = 1, select('#', ...) do out[i] = describe((select(i, ...))) end
+  -- smtp_server_rewrite_response (the one event whose first argument is a
+  -- number) answers with a new text rather than a refusal.
+  if type((...)) == 'number' then return nil, table.concat(out, ' | ') end
   kumo.reject(550, table.concat(out, ' | '))
 end
 """
@@ -159,6 +162,16 @@ HANDLER_ARGUMENTS: list[tuple[events.Event, dict[str, Any], str]] = [
         )
         for event in (events.DATA, events.SPLIT_TRANSACTION, events.MESSAGE_RECEIVED)
     ),
+    (
+        events.REWRITE_RESPONSE,
+        {"status": 250, "response": "OK", "command": "DATA"},
+        "250 | OK | DATA | conn_meta edge-1",
+    ),
+    (
+        events.REWRITE_RESPONSE,
+        {"status": 220, "response": "hi"},
+        "220 | hi | nil | conn_meta edge-1",
+    ),
 ]  # fmt: skip
 
 
@@ -178,7 +191,10 @@ def test_every_event_in_the_table_has_its_lua_side(tmp_path: Path) -> None:
             session=pb.Session(id="s", peer_ip="192.0.2.1", peer_port=1),
         )
         verdict = asyncio.run(evaluator.evaluate(request))
-        assert (verdict.action, verdict.text) == (pb.ACTION_REJECT, expected), event.name
+        if event is events.REWRITE_RESPONSE:
+            assert verdict.response.text == expected
+        else:
+            assert (verdict.action, verdict.text) == (pb.ACTION_REJECT, expected), event.name
 
 
 def test_an_event_without_a_lua_side_stops_the_runtime(tmp_path: Path, monkeypatch) -> None:

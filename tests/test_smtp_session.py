@@ -79,6 +79,17 @@ class Stub:
     async def session_ended(self, session: EdgeSession) -> None:
         self.calls.append("ended")
 
+    rewriting = False
+
+    def rewrites(self) -> bool:
+        return self.rewriting
+
+    async def rewrite(
+        self, session: EdgeSession, data: bytes, command: str | None
+    ) -> tuple[bytes, bool]:
+        self.calls.append(f"rewrite {command} {data[:3].decode()}")
+        return data, False
+
 
 class Edge:
     """Sessions on a listener of their own, on an event loop in a thread."""
@@ -160,6 +171,31 @@ def test_a_whole_transaction(edge) -> None:
         ["c@d.example"],
     )
     assert data == b"Subject: x\r\n\r\n.dot\r\nbody\r\n"
+
+
+def test_with_a_rewrite_hook_each_reply_waits_for_it_naming_its_command(edge) -> None:
+    e = edge()
+    e.stub.rewriting = True
+    with e.greeted() as client:
+        client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
+        for want in (b"250 OK\r\n", b"250 OK\r\n", b"354 "):
+            assert client.reply().startswith(want)
+        client.send(b"x\r\n.\r\n")
+        assert client.reply() == b"250 OK stored 1\r\n"
+        assert client.command(b"FROB") == b'500 5.5.1 Command "FROB" not recognized\r\n'
+        assert client.command(b"QUIT") == b"221 Bye\r\n"
+        assert client.rest_until_close() == b""
+    rewrites = [c for c in e.stub.calls if c.startswith("rewrite")]
+    assert rewrites == [
+        "rewrite None 220",
+        "rewrite EHLO 250",
+        "rewrite MAIL 250",
+        "rewrite RCPT 250",
+        "rewrite DATA 354",
+        "rewrite DATA 250",
+        "rewrite None 500",
+        "rewrite QUIT 221",
+    ]
 
 
 def test_the_ehlo_answer(edge) -> None:

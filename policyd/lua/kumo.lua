@@ -418,6 +418,11 @@ local ARGUMENTS = {
   smtp_server_data = message_arguments,
   smtp_server_split_transaction = message_arguments,
   smtp_server_message_received = message_arguments,
+  smtp_server_rewrite_response = function(args, conn)
+    local command = args.command
+    if command == '' then command = nil end
+    return nil, args.status, args.response, command, conn
+  end,
 }
 
 for _, event in ipairs(host.events) do
@@ -440,13 +445,37 @@ local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
 -- headers (header changes), extensions (a replaced EHLO list), auth (the AUTH
 -- answer), auth_info (the identities of an AuthInfo it returned), batches
 -- (smtp_server_split_transaction's recipient lists),
--- msg_meta (message meta changes), data (the whole message, as
+-- msg_meta (message meta changes), response (smtp_server_rewrite_response's
+-- status and text), data (the whole message, as
 -- binary(), when a handler set msg.replaced_data: then headers is nil, as
 -- the data has its changes), envelope (what msg:set_sender and
 -- msg:set_recipient set: sender, recipients).
 local function call(handler, msg, ...)
-  local ok, result = xpcall(handler, on_error, ...)
-  return ok, result, msg
+  local ok, result, second = xpcall(handler, on_error, ...)
+  return ok, result, msg, second
+end
+
+-- What smtp_server_rewrite_response returned: a new status (an SMTP code) and
+-- text (lines separated by "\n"), each nil to keep the reply's own.
+local REWRITE = 'smtp_server_rewrite_response'
+local function rewritten(status, text)
+  if status ~= nil then
+    status = math.tointeger(status)
+    if status == nil or status < 200 or status > 599 then
+      return nil, REWRITE .. ' handler must return an SMTP status from 200 to 599, or nil'
+    end
+  end
+  if text ~= nil then
+    if type(text) ~= 'string' or not utf8.len(text) then
+      return nil, REWRITE .. ' handler must return the response as a UTF-8 string, or nil'
+    end
+    text = gsub(text, '\r\n', '\n')
+    if find(text, '[\0-\9\11-\31\127]') then
+      return nil, REWRITE .. ' handler returned a response with control characters'
+    end
+  end
+  if status == nil and text == nil then return nil end
+  return { status = status, text = text }
 end
 
 -- An extension's screen for an event runs before its handler (if any) and
@@ -463,25 +492,31 @@ local function run(event, fixed, raw, args, auth)
   conn.auth = auth
   local handler, screen = handlers[event], support.screens[event]
   if screen and screen.active() then handler = screened(screen.check, handler, args, conn) end
-  local ok, result, msg = call(handler, ARGUMENTS[event](args, conn))
+  local ok, result, msg, second = call(handler, ARGUMENTS[event](args, conn))
   local headers = msg and not msg.replaced_data and #msg.changes > 0 and msg.changes or nil
   local msg_meta = msg and msg.meta.changed or nil
   local data = msg and msg.replaced_data and binary(msg:get_data()) or nil
   local envelope = msg and msg.envelope or nil
   if ok then
-    local extensions, batches, identities, err
+    local extensions, batches, identities, response, err
+    if event == REWRITE then response, err = rewritten(result, second) end
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
     if event == 'smtp_server_split_transaction' then batches, err = batch_list(result) end
     if event == 'smtp_server_auth_plain' then identities, err = auth_info(result) end
     if err then return { action = 'error', error = err } end
     local granted = result == true or identities ~= nil
     if not (conn.changed or headers or extensions or granted or msg_meta or data
-            or batches or envelope) then
+            or batches or envelope or response) then
       return 'continue'  -- the common outcome, as a string: no table to build and read back
     end
     return { action = 'continue', meta = conn.changed, headers = headers,
              extensions = extensions, auth = granted, auth_info = identities,
-             msg_meta = msg_meta, data = data, batches = batches, envelope = envelope }
+             msg_meta = msg_meta, data = data, batches = batches, envelope = envelope,
+             response = response }
+  end
+  if type(result) == 'table' and event == REWRITE then
+    return { action = 'error', error = REWRITE .. ': kumo.reject and kumo.disconnect do not '
+      .. 'apply here; the reply is sent as it was' }
   end
   if type(result) == 'table' then
     return { action = result.action, code = result.code, text = result.text, mode = result.mode,
