@@ -100,6 +100,12 @@ EVENTS: tuple[Event, ...] = (
         "smtp_server_rewrite_response", "rewrite_response", Stage.RESPONSE, "rewrite_response",
         logged=(("status", "status"), ("command", "command")),
     ),
+    # Fires first of all (before smtp_server_connection_accepted), shaping the
+    # session; listed last so the connect step of a test case stays the former.
+    Event(
+        "smtp_server_get_dynamic_parameters", "dynamic_parameters", Stage.CONNECT,
+        "dynamic_parameters", logged=(("listener", "listener"),),
+    ),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, Event] = {event.name: event for event in EVENTS}
@@ -122,6 +128,7 @@ ARGUMENT_TYPES: Mapping[str, Any] = {
     SPLIT_TRANSACTION,
     MESSAGE_RECEIVED,
     REWRITE_RESPONSE,
+    DYNAMIC_PARAMETERS,
 ) = EVENTS
 
 

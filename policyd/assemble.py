@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from policy.v1 import policy_pb2 as pb
 from policy.verdicts import ACTIONS, MODES
+from policyd.extensions.listener import as_contract
 from policyd.runtime import Outcome
 
 _HEADER_OPS = {
@@ -49,6 +50,8 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
         verdict.batches.SetInParent()  # present even when empty: no message at all
         for batch in outcome.batches:
             verdict.batches.batches.add(recipients=batch)
+    if outcome.listener is not None:
+        verdict.listener.CopyFrom(as_contract(outcome.listener))
     if outcome.response is not None:
         status, text = outcome.response
         verdict.response.SetInParent()

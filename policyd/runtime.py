@@ -79,6 +79,7 @@ class Outcome:
     auth_info: AuthInfo | None = None  # a returned AuthInfo, as KumoMTA reconciles it
     envelope: tuple[str | None, list[str] | None] | None = None  # (sender, recipients) set
     response: tuple[int | None, str | None] | None = None  # a rewritten (status, text)
+    listener: dict[str, Any] | None = None  # a connection's dynamic listener parameters
     exceeded: str | None = None  # the limit it hit, if any
 
 
@@ -332,6 +333,8 @@ def _outcome(result: Any) -> Outcome:
         )
     if "batches" in fields:
         fields["batches"] = [list(batch.values()) for batch in fields["batches"].values()]
+    if "listener" in fields:
+        fields["listener"] = dict(fields["listener"].items())
     if "response" in fields:
         fields["response"] = (fields["response"]["status"], fields["response"]["text"])
     if "envelope" in fields:

@@ -24,7 +24,7 @@ from policy.v1 import policy_pb2 as pb
 from smtpedge import metrics
 from smtpedge.config import EdgeConfig
 from smtpedge.delivery import Delivery
-from smtpedge.listener_params import params
+from smtpedge.listener_params import ListenerParams, params
 from smtpedge.policy_client import PolicyClient
 from smtpedge.replies import Reply, parse_replies, render, rewritten
 from smtpedge.session import EdgeSession, Transaction
@@ -107,6 +107,33 @@ class PolicyHandler:
         return self.refusal(session, event, await self.ask(session, event, arguments))
 
     # The hooks ------------------------------------------------------------------
+
+    async def shape(self, session: EdgeSession) -> ListenerParams | Reply | None:
+        """This connection's listener parameters, when the policy computes them
+        (smtp_server_get_dynamic_parameters): over the policy's listener for the
+        port, the edge's own flags still first; a refusal is sent instead of
+        the banner."""
+        event = events.DYNAMIC_PARAMETERS
+        if not self.policy.handles(event.name):
+            return None
+        verdict = await self.ask(session, event, event.arguments(listener=self._listener(session)))
+        reply = self.refusal(session, event, verdict)
+        if reply is not None or verdict is None or not verdict.HasField("listener"):
+            return reply
+        listener = pb.Listener()
+        static = self.policy.listener(session.facts.local_port)
+        if static is not None:
+            listener.CopyFrom(static)
+        listener.MergeFrom(verdict.listener)
+        return params(self.config, listener)[0]
+
+    def _listener(self, session: EdgeSession) -> str:
+        """The listener a session came in by, as bound: its address (a wildcard
+        stays one, as in KumoMTA) with the port it listens on."""
+        port = session.facts.local_port
+        tls = self.config.tls_listen
+        listen = tls if tls is not None and port == tls.port else self.config.listen
+        return str(listen.with_port(port))
 
     def rewrites(self) -> bool:
         """Whether replies wait for smtp_server_rewrite_response."""

@@ -71,6 +71,7 @@ class Hooks(Protocol):
     now is (EdgeSession.authenticated_as)."""
 
     def offers_auth(self) -> bool: ...
+    async def shape(self, session: EdgeSession) -> ListenerParams | Reply | None: ...
     async def connect(self, session: EdgeSession) -> Reply | None: ...
     async def ehlo(
         self, session: EdgeSession, domain: str, extensions: list[str]
@@ -134,6 +135,20 @@ class Settings:
         self.help = " ".join(sorted(self.help_verbs))
         self._ehlo: dict[tuple[str, ...], bytes] = {}
 
+    def reshaped(self, shaped: ListenerParams) -> Settings:
+        """These settings with a connection's own listener parameters."""
+        return Settings(
+            shaped.hostname,
+            banner=shaped.banner,
+            max_message_size=shaped.max_message_size,
+            max_recipients=shaped.max_recipients,
+            max_messages_per_connection=shaped.max_messages_per_connection,
+            idle_timeout=self.idle_timeout,
+            starttls=self.starttls,
+            require_tls=self.require_tls,
+            params=shaped,
+        )
+
     def ehlo_answer(self, extensions: list[str]) -> bytes:
         """The EHLO reply, kept for the few lists an edge announces."""
         key = tuple(extensions)
@@ -188,6 +203,14 @@ class SMTPSession:
         if self._debug:
             log.debug("session opened", extra=self.session.log_fields())
         try:
+            shaped = await self.hooks.shape(self.session)
+            if isinstance(shaped, Reply):
+                self._send(shaped)
+                await self._flush()
+                return
+            if shaped is not None:
+                self.settings = self.settings.reshaped(shaped)
+                self.session.params = shaped
             reply = await self.hooks.connect(self.session)
             if reply is None:
                 self._say(self.settings.banner)

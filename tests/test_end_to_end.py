@@ -175,7 +175,7 @@ def test_ehlo_extensions_reach_the_policy_and_can_be_replaced(stack) -> None:
 local kumo = require 'kumo'
 kumo.on('init', function() kumo.start_esmtp_listener { listen = '0:25' } end)
 kumo.on('get_queue_config', function() end)
-kumo.on('smtp_server_get_dynamic_parameters', function() end)
+kumo.on('smtp_server_message_deferred_inject', function() end)
 kumo.on('smtp_server_mail_from', function(sender)
   if sender.domain == 'blocked.example' then kumo.reject(550, '5.7.1 blocked') end
 end)
@@ -185,7 +185,7 @@ def test_a_kumomta_policy_loads_and_its_smtp_handlers_work(stack) -> None:
     warnings = [e["msg"] for e in stack.daemon.log_lines() if e.get("level") == "WARNING"]
     assert len(warnings) == 2
     assert "policy.lua:4: event 'get_queue_config' is not supported" in warnings[0]
-    assert "smtp_server_get_dynamic_parameters" in warnings[1]
+    assert "smtp_server_message_deferred_inject" in warnings[1]
     assert mail_from(stack, b"a@blocked.example") == b"550 5.7.1 blocked\r\n"
     assert mail_from(stack, b"a@fine.example") == b"250 OK\r\n"
 

@@ -167,6 +167,7 @@ HANDLER_ARGUMENTS: list[tuple[events.Event, dict[str, Any], str]] = [
         {"status": 250, "response": "OK", "command": "DATA"},
         "250 | OK | DATA | conn_meta edge-1",
     ),
+    (events.DYNAMIC_PARAMETERS, {"listener": "0.0.0.0:25"}, "0.0.0.0:25 | conn_meta edge-1"),
     (
         events.REWRITE_RESPONSE,
         {"status": 220, "response": "hi"},

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from smtpedge.listener_params import ListenerParams
 from smtpedge.replies import Reply
 from smtpedge.session import EdgeSession, Transaction
 from smtpedge.smtp import Sessions, Settings
@@ -42,6 +43,9 @@ class Stub:
 
     def offers_auth(self) -> bool:
         return True
+
+    async def shape(self, session: EdgeSession) -> ListenerParams | Reply | None:
+        return None
 
     async def connect(self, session: EdgeSession) -> Reply | None:
         return None

@@ -44,7 +44,7 @@ BATCH_HANDLING_BIFURCATE_ALWAYS: BatchHandling
 BATCH_HANDLING_BATCH_BY_DOMAIN: BatchHandling
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("request_id", "event", "client", "session", "conn_meta", "dry_run", "connect", "ehlo", "auth_plain", "mail_from", "rcpt_to", "message", "rewrite_response")
+    __slots__ = ("request_id", "event", "client", "session", "conn_meta", "dry_run", "connect", "ehlo", "auth_plain", "mail_from", "rcpt_to", "message", "rewrite_response", "dynamic_parameters")
     class ConnMetaEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class EvaluateRequest(_message.Message):
     RCPT_TO_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REWRITE_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    DYNAMIC_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     event: str
     client: Client
@@ -78,7 +79,8 @@ class EvaluateRequest(_message.Message):
     rcpt_to: RcptToArgs
     message: MessageArgs
     rewrite_response: RewriteResponseArgs
-    def __init__(self, request_id: _Optional[int] = ..., event: _Optional[str] = ..., client: _Optional[_Union[Client, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., conn_meta: _Optional[_Mapping[str, str]] = ..., dry_run: _Optional[bool] = ..., connect: _Optional[_Union[ConnectArgs, _Mapping]] = ..., ehlo: _Optional[_Union[EhloArgs, _Mapping]] = ..., auth_plain: _Optional[_Union[AuthPlainArgs, _Mapping]] = ..., mail_from: _Optional[_Union[MailFromArgs, _Mapping]] = ..., rcpt_to: _Optional[_Union[RcptToArgs, _Mapping]] = ..., message: _Optional[_Union[MessageArgs, _Mapping]] = ..., rewrite_response: _Optional[_Union[RewriteResponseArgs, _Mapping]] = ...) -> None: ...
+    dynamic_parameters: DynamicParametersArgs
+    def __init__(self, request_id: _Optional[int] = ..., event: _Optional[str] = ..., client: _Optional[_Union[Client, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., conn_meta: _Optional[_Mapping[str, str]] = ..., dry_run: _Optional[bool] = ..., connect: _Optional[_Union[ConnectArgs, _Mapping]] = ..., ehlo: _Optional[_Union[EhloArgs, _Mapping]] = ..., auth_plain: _Optional[_Union[AuthPlainArgs, _Mapping]] = ..., mail_from: _Optional[_Union[MailFromArgs, _Mapping]] = ..., rcpt_to: _Optional[_Union[RcptToArgs, _Mapping]] = ..., message: _Optional[_Union[MessageArgs, _Mapping]] = ..., rewrite_response: _Optional[_Union[RewriteResponseArgs, _Mapping]] = ..., dynamic_parameters: _Optional[_Union[DynamicParametersArgs, _Mapping]] = ...) -> None: ...
 
 class Client(_message.Message):
     __slots__ = ("edge_id", "hostname", "listener", "labels")
@@ -191,6 +193,12 @@ class RcptToArgs(_message.Message):
     sender: str
     def __init__(self, recipient: _Optional[str] = ..., params: _Optional[_Iterable[str]] = ..., sender: _Optional[str] = ...) -> None: ...
 
+class DynamicParametersArgs(_message.Message):
+    __slots__ = ("listener",)
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    listener: str
+    def __init__(self, listener: _Optional[str] = ...) -> None: ...
+
 class RewriteResponseArgs(_message.Message):
     __slots__ = ("status", "response", "command")
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -223,7 +231,7 @@ class MessageArgs(_message.Message):
     def __init__(self, message_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ..., msg_meta: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error", "dry_run", "data", "batches", "auth_info", "envelope", "response")
+    __slots__ = ("request_id", "action", "code", "text", "mode", "meta_set", "header_changes", "ehlo_extensions", "msg_meta_set", "auth_granted", "revision", "decision_id", "error", "dry_run", "data", "batches", "auth_info", "envelope", "response", "listener")
     class MetaSetEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +265,7 @@ class Verdict(_message.Message):
     AUTH_INFO_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     action: Action
     code: int
@@ -276,7 +285,8 @@ class Verdict(_message.Message):
     auth_info: AuthInfo
     envelope: Envelope
     response: Response
-    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., dry_run: _Optional[bool] = ..., data: _Optional[bytes] = ..., batches: _Optional[_Union[Batches, _Mapping]] = ..., auth_info: _Optional[_Union[AuthInfo, _Mapping]] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ...) -> None: ...
+    listener: Listener
+    def __init__(self, request_id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., code: _Optional[int] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[DisconnectMode, str]] = ..., meta_set: _Optional[_Mapping[str, str]] = ..., header_changes: _Optional[_Iterable[_Union[HeaderChange, _Mapping]]] = ..., ehlo_extensions: _Optional[_Union[Extensions, _Mapping]] = ..., msg_meta_set: _Optional[_Mapping[str, str]] = ..., auth_granted: _Optional[bool] = ..., revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., dry_run: _Optional[bool] = ..., data: _Optional[bytes] = ..., batches: _Optional[_Union[Batches, _Mapping]] = ..., auth_info: _Optional[_Union[AuthInfo, _Mapping]] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ..., listener: _Optional[_Union[Listener, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
     __slots__ = ("status", "text")

@@ -13,6 +13,7 @@ warning; unknown ones are refused, as KumoMTA refuses them.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +21,8 @@ from policy.addresses import parse, parse_ip
 from policy.listeners import for_port
 from policy.v1 import policy_pb2 as pb
 from policyd.extensions import Context, HostFunctions, to_python
+
+log = logging.getLogger("policyd.policy")
 
 DEFAULT_RELAY_HOSTS = ("127.0.0.1", "::1")
 BATCH_HANDLING = ("BifurcateAlways", "BatchByDomain")
@@ -82,15 +85,20 @@ def _count(value: Any, name: str) -> int:
     return value
 
 
-def listener(given: Any, warn: Any) -> dict[str, Any]:
-    """One listener's parameters, checked; ignored ones warned about."""
+def _checked_keys(given: Any, known: frozenset[str], warn: Any, what: str) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise ValueError("the parameters must be a table {listen = 'ip:port', ...}")
-    unknown = sorted(str(k) for k in given if k not in KNOWN and k not in IGNORED)
+    unknown = sorted(str(k) for k in given if k not in known and k not in IGNORED)
     if unknown:
         raise ValueError(f"unknown parameter {', '.join(unknown)}")
-    for key in sorted(set(given) & set(IGNORED)):
-        warn(f"kumo.start_esmtp_listener: {key} is accepted and ignored here ({IGNORED[key]})")
+    for key in sorted(set(given) & set(IGNORED) - known):
+        warn(f"{what}: {key} is accepted and ignored here ({IGNORED[key]})")
+    return given
+
+
+def listener(given: Any, warn: Any) -> dict[str, Any]:
+    """One listener's parameters, checked; ignored ones warned about."""
+    given = _checked_keys(given, KNOWN, warn, "kumo.start_esmtp_listener")
     listen = given.get("listen", "127.0.0.1:2025")
     try:
         port = parse(listen).port if isinstance(listen, str) else None
@@ -98,7 +106,43 @@ def listener(given: Any, warn: Any) -> dict[str, Any]:
         port = None
     if port is None:
         raise ValueError(f"listen must be 'ip:port', got {listen!r}")
-    out: dict[str, Any] = {"listen": listen, "port": port}
+    out: dict[str, Any] = {"listen": listen, "port": port, **_shaping(given, warn)}
+    out["relay_hosts"] = _cidr_list(
+        given.get("relay_hosts", list(DEFAULT_RELAY_HOSTS)), "relay_hosts"
+    )
+    out.setdefault("batch_handling", "BifurcateAlways")
+    return out
+
+
+# What smtp_server_get_dynamic_parameters may set for one connection: what
+# shapes the edge's session (relaying stays the listener's: the daemon checks
+# it at every RCPT, from the policy's listener).
+DYNAMIC = frozenset(("hostname", "banner", "batch_handling", "trace_headers", "via", *_SIZES))
+
+
+def dynamic(given: Any, local_ip: str, warn: Any) -> dict[str, Any]:
+    """The overrides smtp_server_get_dynamic_parameters returned, checked, with
+    the `via` block of the most specific CIDR holding the local address over
+    the rest (KumoMTA's cidr-map)."""
+    what = "smtp_server_get_dynamic_parameters"
+    given = _checked_keys(given, DYNAMIC, warn, what)
+    out = _shaping(given, warn)
+    via = given.get("via", {})
+    if not isinstance(via, dict):
+        raise ValueError("via must be a table of listener parameters keyed by IP or CIDR")
+    blocks = {networks((str(cidr),))[0]: block for cidr, block in via.items()}
+    ip = parse_ip(local_ip)
+    holding = [net for net in blocks if ip in net]
+    if holding:
+        best = max(holding, key=lambda net: net.prefixlen)
+        inner = DYNAMIC - {"via"}
+        out |= _shaping(_checked_keys(blocks[best], inner, warn, f"{what} via"), warn)
+    return out
+
+
+def _shaping(given: dict[str, Any], warn: Any) -> dict[str, Any]:
+    """The parameters that shape a session, checked (only those given)."""
+    out: dict[str, Any] = {}
     for key in ("hostname", "banner"):
         if key in given:
             if not isinstance(given[key], str) or "\r" in given[key] or "\n" in given[key]:
@@ -107,13 +151,11 @@ def listener(given: Any, warn: Any) -> dict[str, Any]:
     for key in _SIZES:
         if key in given:
             out[key] = _count(given[key], key)
-    out["relay_hosts"] = _cidr_list(
-        given.get("relay_hosts", list(DEFAULT_RELAY_HOSTS)), "relay_hosts"
-    )
-    batch = given.get("batch_handling", "BifurcateAlways")
-    if batch not in BATCH_HANDLING:
-        raise ValueError(f"batch_handling must be {' or '.join(BATCH_HANDLING)}, got {batch!r}")
-    out["batch_handling"] = batch
+    if "batch_handling" in given:
+        batch = given["batch_handling"]
+        if batch not in BATCH_HANDLING:
+            raise ValueError(f"batch_handling must be {' or '.join(BATCH_HANDLING)}, got {batch!r}")
+        out["batch_handling"] = batch
     trace = given.get("trace_headers", {})
     if not isinstance(trace, dict) or any(k not in _TRACE for k in trace):
         raise ValueError(f"trace_headers must be a table of {', '.join(_TRACE)}")
@@ -135,9 +177,10 @@ _BATCH = {
 def as_contract(params: dict[str, Any]) -> pb.Listener:
     """A checked listener as the edges are told of it."""
     names = ("listen", "hostname", "banner", *_SIZES, "received_header")
+    batch = params.get("batch_handling")
     return pb.Listener(
         **{k: params[k] for k in names if k in params},
-        batch_handling=_BATCH[params["batch_handling"]],
+        batch_handling=_BATCH[batch] if batch else pb.BATCH_HANDLING_UNSPECIFIED,
     )
 
 
@@ -176,6 +219,11 @@ def functions(context: Context) -> HostFunctions:
             warned.add(text)
             context.warn(text)
 
+    def log_once(text: str) -> None:  # at run time: the daemon's log, once per text
+        if text not in warned:
+            warned.add(text)
+            log.warning("policy warning", extra={"policy": context.policy, "text": text})
+
     def start(given: Any) -> tuple[bool | None, str | None]:
         try:
             context.listeners.append(listener(to_python(given), warn_once))
@@ -199,10 +247,18 @@ def functions(context: Context) -> HostFunctions:
     def relay_from(cidrs: Any, peer: str) -> bool:
         return covers(tuple(to_python(cidrs) or ()), peer)
 
+    def dynamic_parameters(given: Any, local: str) -> tuple[Any, str | None]:
+        try:
+            checked = dynamic(to_python(given), parse(local).host, log_once)
+        except ValueError as e:
+            return None, f"smtp_server_get_dynamic_parameters: {e}"
+        return context.to_lua(checked), None
+
     return {
         "start": start,
         "domain": make_domain,
         "relay_host": relay_host,
         "relay_from": relay_from,
+        "dynamic_parameters": dynamic_parameters,
         "enforced": lambda: bool(context.listeners),
     }

@@ -418,6 +418,7 @@ local ARGUMENTS = {
   smtp_server_data = message_arguments,
   smtp_server_split_transaction = message_arguments,
   smtp_server_message_received = message_arguments,
+  smtp_server_get_dynamic_parameters = function(args, conn) return nil, args.listener, conn end,
   smtp_server_rewrite_response = function(args, conn)
     local command = args.command
     if command == '' then command = nil end
@@ -446,7 +447,8 @@ local function binary(s) return (gsub(s, '[\128-\255]', BINARY)) end
 -- answer), auth_info (the identities of an AuthInfo it returned), batches
 -- (smtp_server_split_transaction's recipient lists),
 -- msg_meta (message meta changes), response (smtp_server_rewrite_response's
--- status and text), data (the whole message, as
+-- status and text), listener (smtp_server_get_dynamic_parameters's checked
+-- parameters), data (the whole message, as
 -- binary(), when a handler set msg.replaced_data: then headers is nil, as
 -- the data has its changes), envelope (what msg:set_sender and
 -- msg:set_recipient set: sender, recipients).
@@ -498,21 +500,24 @@ local function run(event, fixed, raw, args, auth)
   local data = msg and msg.replaced_data and binary(msg:get_data()) or nil
   local envelope = msg and msg.envelope or nil
   if ok then
-    local extensions, batches, identities, response, err
+    local extensions, batches, identities, response, listener, err
     if event == REWRITE then response, err = rewritten(result, second) end
+    if event == 'smtp_server_get_dynamic_parameters' then
+      listener, err = support.dynamic_parameters(result, conn)
+    end
     if event == 'smtp_server_ehlo' then extensions, err = extension_list(result) end
     if event == 'smtp_server_split_transaction' then batches, err = batch_list(result) end
     if event == 'smtp_server_auth_plain' then identities, err = auth_info(result) end
     if err then return { action = 'error', error = err } end
     local granted = result == true or identities ~= nil
     if not (conn.changed or headers or extensions or granted or msg_meta or data
-            or batches or envelope or response) then
+            or batches or envelope or response or listener) then
       return 'continue'  -- the common outcome, as a string: no table to build and read back
     end
     return { action = 'continue', meta = conn.changed, headers = headers,
              extensions = extensions, auth = granted, auth_info = identities,
              msg_meta = msg_meta, data = data, batches = batches, envelope = envelope,
-             response = response }
+             response = response, listener = listener }
   end
   if type(result) == 'table' and event == REWRITE then
     return { action = 'error', error = REWRITE .. ': kumo.reject and kumo.disconnect do not '

@@ -40,6 +40,17 @@ local function lookup(domain, via, conn)
   return kumo.make_listener_domain(result)
 end
 
+-- What smtp_server_get_dynamic_parameters returned, checked by the host with
+-- its `via` block for this connection's local address applied (nil: none).
+function support.dynamic_parameters(result, conn)
+  if result == nil then return nil end
+  if type(result) ~= 'table' then
+    return nil, 'smtp_server_get_dynamic_parameters must return a table of listener '
+      .. 'parameters or nil, got ' .. type(result)
+  end
+  return host.dynamic_parameters(result, conn:get_meta('received_via'))
+end
+
 support.screens.smtp_server_rcpt_to = {
   active = function() return host.enforced() or support.handler('get_listener_domain') ~= nil end,
   check = function(args, conn)
