@@ -1,7 +1,8 @@
 """A whole reception policy in the shape of KumoMTA's configuration guide,
 through the real daemon and edge processes over SMTP: init with a listener,
 listener domains from TOML through a policy-extras-style module of our own,
-memoize, outbound configuration accepted and ignored, throttles; and
+memoize, outbound configuration accepted and ignored, the guide's SMTP
+smuggling check, throttles; and
 KumoMTA's relaying rule refusing a peer not in relay_hosts."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import pytest
 
 from tests.mailstore import read_maildir
+from tests.smtpclient import RawClient
 
 INIT = r"""
 local kumo = require 'kumo'
@@ -33,6 +35,11 @@ kumo.on('get_listener_domain',
         listener_domains:setup { '/opt/kumomta/etc/policy/listener_domains.toml' })
 
 kumo.on('smtp_server_message_received', function(msg)
+  -- Protect against SMTP smuggling, as the guide's example does.
+  local failed = msg:check_fix_conformance('NON_CANONICAL_LINE_ENDINGS', '')
+  if failed then
+    kumo.reject(552, string.format('5.6.0 %s', failed))
+  end
   local result = kumo.make_throttle('guide-per-sender-' .. msg:sender().domain, '2/hour'):throttle()
   if result.throttled then kumo.reject(451, '4.7.1 slow down') end
   kumo.log_info('received for', msg:recipient().domain)
@@ -120,6 +127,16 @@ def test_it_serves_mail_and_refuses_to_relay_for_an_unlisted_peer(
         assert client.rcpt("x@inbound.example") == (250, b"OK")
         code, _ = client.data(b"Subject: one\r\n\r\nbody\r\n")
         assert code == 250
+    with RawClient(stack.port) as raw:
+        raw.reply()
+        raw.command(b"EHLO client.test")
+        raw.command(b"MAIL FROM:<a@customer.example>")
+        raw.command(b"RCPT TO:<x@inbound.example>")
+        raw.command(b"DATA")
+        raw.send(b"Subject: two\r\n\r\nbody\n.\nMAIL FROM:<evil@x.example>\r\n.\r\n")
+        assert raw.reply() == (
+            b"552 5.6.0 Message has conformance issues: NON_CANONICAL_LINE_ENDINGS\r\n"
+        )
     stored = read_maildir(stack.workdir / "mail")
     assert [s.recipients for s in stored] == [["x@inbound.example"]]
     assert b"X-Guide-Tenant: customer\r\n" in stored[0].message
