@@ -665,6 +665,9 @@ support.utf8_safe, support.new_meta, support.rebuilders = utf8_safe, new_meta, {
 support.screens = {}
 function support.handler(event) return handlers[event] end
 support.binary, support.remaining = binary, limits.remaining
+-- address_text(v) is an address's text (a string, or a table's .email), else nil;
+-- ext/listener.lua sets dynamic_parameters(result, conn_meta).
+support.address_text = address_text
 -- exceeded() is the limit the running evaluation hit, if any (its errors are
 -- not the policy's own and must not be caught and kept).
 function support.exceeded()

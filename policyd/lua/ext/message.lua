@@ -96,11 +96,11 @@ end
 -- msg:set_sender(ADDRESS) and msg:set_recipient(ADDRESS or a list of them):
 -- an EnvelopeAddress or its text. The verdict carries the new envelope; the
 -- edge checks it again before an upstream sees it.
-local function envelope_address(method, value, null_ok)
-  if type(value) == 'table' and type(rawget(value, 'email')) == 'string' then value = value.email end
-  if type(value) ~= 'string' then
+local function envelope_address(method, given, null_ok)
+  local value = support.address_text(given)
+  if value == nil then
     error(format('msg:%s: expected an address (a string or an EnvelopeAddress), got %s',
-      method, type(value)), 3)
+      method, type(given)), 3)
   end
   if value == '' and null_ok then return value end
   if not utf8_len(value) or find(value, '[%c%s<>]') or not match(value, '^[^@].*@[^@]+$') then
