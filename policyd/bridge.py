@@ -1,5 +1,5 @@
 """The asynchronous host functions policies call through `kumo` (sleep,
-throttles, kumo.dns).
+throttles, kumo.dns, kumo.spf).
 
 A handler that calls one suspends only its own evaluation: its coroutine yields
 to the evaluator, which awaits the function here and resumes it with the result
@@ -14,6 +14,7 @@ from typing import Any
 
 from policyd.dns.lookups import Dns
 from policyd.hostcalls import BridgeError
+from policyd.mailauth import spf
 from policyd.throttle import Throttles, ThrottleSpec
 
 
@@ -36,6 +37,7 @@ class Bridge:
             "sleep": self.sleep,
             "throttle": self.throttle,
             **self.dns.functions(),
+            "spf.check_host": self.spf_check_host,
         }
 
     async def call(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -47,6 +49,13 @@ class Bridge:
     def for_policy(self, redis: str | None) -> Bridge:
         """The same host functions, for a revision whose policy configured `redis`."""
         return Bridge(self.throttles, self._sleep, self.dns, redis)
+
+    async def spf_check_host(
+        self, domain: str, ip: str, sender: str, helo: str, receiver: str
+    ) -> tuple[str, str]:
+        """kumo.spf's check: (disposition, why)."""
+        result = await spf.check_host(self.dns, ip, domain, sender, helo, receiver)
+        return result.disposition, result.context
 
     async def sleep(self, seconds: float) -> tuple[()]:
         await self._sleep(seconds)

@@ -1,0 +1,1 @@
+"""Mail authentication at reception: SPF (spf.py)."""
