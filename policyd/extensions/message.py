@@ -20,6 +20,7 @@ from typing import Any
 from policyd import conformance
 from policyd.extensions import Context, HostFunctions, from_binary, to_python
 from policyd.header_values import decoded, encoded
+from policyd.mailauth.results import header_value
 
 # A header longer than this is not parsed (a policy's instruction budget does
 # not cover host time).
@@ -77,7 +78,14 @@ def functions(context: Context) -> HostFunctions:
         fixed, problem = conformance.check_fix(from_binary(data), checks, fixes, settings)
         return fixed, problem, None
 
+    def auth_results(serv_id: Any, results: Any) -> tuple[str | None, str | None]:
+        try:
+            return header_value(serv_id, to_python(results)), None
+        except ValueError as e:
+            return None, str(e)
+
     return {
+        "auth_results": auth_results,
         "addresses": addresses,
         "decoded": decoded,
         "encoded": encoded,

@@ -1,1 +1,2 @@
-"""Mail authentication at reception: SPF (spf.py)."""
+"""Mail authentication at reception: SPF (spf.py), Authentication-Results
+(results.py)."""

@@ -207,6 +207,21 @@ function Message:append_header(name, value, encode)
   self.changes[#self.changes + 1] = { 'append', name, value }
 end
 
+-- msg:add_authentication_results(server_id, results): an Authentication-Results
+-- field prepended, built and folded by the host (policyd/mailauth/results.py),
+-- so no value can start a field of its own.
+function Message:add_authentication_results(serv_id, results)
+  if type(results) ~= 'table' then
+    error(format('msg:add_authentication_results: results must be a list, got %s',
+      type(results)), 2)
+  end
+  local value, err = host.auth_results(serv_id, results)
+  if value == nil then error('msg:add_authentication_results: ' .. err, 2) end
+  local name = 'Authentication-Results'
+  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
+  self.changes[#self.changes + 1] = { 'prepend', name, value }
+end
+
 -- Drops the fields for which drop(field) is true, recording one removal per
 -- name (the edge removes by name too: policy/v1/headers.py).
 local function drop_fields(self, drop)
