@@ -1,5 +1,5 @@
 """The asynchronous host functions policies call through `kumo` (sleep,
-throttles, kumo.dns, kumo.spf).
+throttles, kumo.dns, kumo.spf, msg:dkim_verify).
 
 A handler that calls one suspends only its own evaluation: its coroutine yields
 to the evaluator, which awaits the function here and resumes it with the result
@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from policyd.dns.lookups import Dns
+from policyd.extensions import from_binary
 from policyd.hostcalls import BridgeError
-from policyd.mailauth import spf
+from policyd.mailauth import dkim, spf
 from policyd.throttle import Throttles, ThrottleSpec
 
 
@@ -38,6 +39,7 @@ class Bridge:
             "throttle": self.throttle,
             **self.dns.functions(),
             "spf.check_host": self.spf_check_host,
+            "dkim.verify": self.dkim_verify,
         }
 
     async def call(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -56,6 +58,10 @@ class Bridge:
         """kumo.spf's check: (disposition, why)."""
         result = await spf.check_host(self.dns, ip, domain, sender, helo, receiver)
         return result.disposition, result.context
+
+    async def dkim_verify(self, data: str) -> tuple[list[dict[str, Any]]]:
+        """msg:dkim_verify's results (the message as support.binary sent it)."""
+        return (await dkim.verify(self.dns, from_binary(data)),)
 
     async def sleep(self, seconds: float) -> tuple[()]:
         await self._sleep(seconds)

@@ -1,2 +1,2 @@
-"""Mail authentication at reception: SPF (spf.py), Authentication-Results
-(results.py)."""
+"""Mail authentication at reception: SPF (spf.py), DKIM verification
+(dkim.py), Authentication-Results (results.py)."""

@@ -207,6 +207,16 @@ function Message:append_header(name, value, encode)
   self.changes[#self.changes + 1] = { 'append', name, value }
 end
 
+-- msg:dkim_verify(opt_resolver): an AuthenticationResult for each DKIM
+-- signature, verified by the host (policyd/mailauth/dkim.py) with keys from
+-- the daemon's resolver; a resolver name is accepted, the daemon's answers.
+function Message:dkim_verify(resolver)
+  if resolver ~= nil and type(resolver) ~= 'string' then
+    error(format('msg:dkim_verify: the resolver name must be a string, got %s', type(resolver)), 2)
+  end
+  return (support.call_host('dkim.verify', false, binary(self:get_data())))
+end
+
 -- msg:add_authentication_results(server_id, results): an Authentication-Results
 -- field prepended, built and folded by the host (policyd/mailauth/results.py),
 -- so no value can start a field of its own.
