@@ -1,5 +1,5 @@
 """The asynchronous host functions policies call through `kumo` (sleep,
-throttles, kumo.dns, kumo.spf, msg:dkim_verify).
+throttles, kumo.dns, kumo.spf, msg:dkim_verify, kumo.dmarc).
 
 A handler that calls one suspends only its own evaluation: its coroutine yields
 to the evaluator, which awaits the function here and resumes it with the result
@@ -9,13 +9,14 @@ to the evaluator, which awaits the function here and resumes it with the result
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from policyd.dns.lookups import Dns
 from policyd.extensions import from_binary
 from policyd.hostcalls import BridgeError
-from policyd.mailauth import dkim, spf
+from policyd.mailauth import dkim, dmarc, spf
 from policyd.throttle import Throttles, ThrottleSpec
 
 
@@ -40,6 +41,7 @@ class Bridge:
             **self.dns.functions(),
             "spf.check_host": self.spf_check_host,
             "dkim.verify": self.dkim_verify,
+            "dmarc.check": self.dmarc_check,
         }
 
     async def call(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -62,6 +64,18 @@ class Bridge:
     async def dkim_verify(self, data: str) -> tuple[list[dict[str, Any]]]:
         """msg:dkim_verify's results (the message as support.binary sent it)."""
         return (await dkim.verify(self.dns, from_binary(data)),)
+
+    async def dmarc_check(
+        self, from_domain: str, dkim_json: str, spf_json: str
+    ) -> tuple[str, str, str, dict[str, str]]:
+        """kumo.dmarc.check_msg: (disposition, result, reason, props)."""
+        dkim_results, spf_result = json.loads(dkim_json), json.loads(spf_json)
+        if not isinstance(dkim_results, list):  # an empty Lua table encodes as {}
+            dkim_results = list(dkim_results.values()) if isinstance(dkim_results, dict) else []
+        if not isinstance(spf_result, dict):
+            raise BridgeError("kumo.dmarc.check_msg: the SPF result must be a table")
+        found = await dmarc.check(self.dns, from_domain, dkim_results, spf_result)
+        return found.disposition, found.result, found.reason, found.props
 
     async def sleep(self, seconds: float) -> tuple[()]:
         await self._sleep(seconds)

@@ -1,2 +1,2 @@
 """Mail authentication at reception: SPF (spf.py), DKIM verification
-(dkim.py), Authentication-Results (results.py)."""
+(dkim.py), DMARC (dmarc.py), Authentication-Results (results.py)."""
