@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 ENTRY = "init.lua"
-DATA_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+DATA_SUFFIXES = (".toml", ".json", ".yaml", ".yml", ".pem", ".key")  # .pem, .key: signing keys
 WATCHED_SUFFIXES = (".lua", *DATA_SUFFIXES)
 KUMO_DIRS = ("/opt/kumomta/etc/policy/", "/opt/kumomta/share/")
 # package.path as a policy starts with it: KumoMTA's, whose directories are ours.

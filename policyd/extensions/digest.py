@@ -41,6 +41,12 @@ def _part(value: Any) -> bytes:
     return dump_json(from_lua(value)).encode("utf-8")
 
 
+def key_bytes(context: Context, kind: str, key: str) -> bytes:
+    """A KeySource's bytes (ext/digest.lua's key_source): a policy file, or
+    the data itself; PolicyError when the file cannot be had."""
+    return context.read_data(key) if kind == "path" else from_binary(key)
+
+
 def functions(context: Context) -> HostFunctions:
     table = context.lua.table_from
 
@@ -65,7 +71,7 @@ def functions(context: Context) -> HostFunctions:
 
         def run(kind: str, key: str, message: str) -> Result:
             try:
-                secret = context.read_data(key) if kind == "path" else from_binary(key)
+                secret = key_bytes(context, kind, key)
             except PolicyError as e:
                 return None, str(e)
             mac = hmac.new(secret, from_binary(message), name).digest()

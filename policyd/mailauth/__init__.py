@@ -1,2 +1,3 @@
 """Mail authentication at reception: SPF (spf.py), DKIM verification
-(dkim.py), DMARC (dmarc.py), Authentication-Results (results.py)."""
+(dkim.py) and signing (dkim_sign.py), DMARC (dmarc.py), Authentication-Results
+(results.py)."""

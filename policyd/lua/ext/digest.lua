@@ -55,6 +55,8 @@ local function key_source(fn, key)
     fn), 3)
 end
 
+support.key_source = key_source  -- for kumo.dkim's signers
+
 for _, name in ipairs({ 'sha1', 'sha224', 'sha256', 'sha384', 'sha512' }) do
   local fn, sign = 'kumo.digest.hmac_' .. name, host['hmac_' .. name]
   digest['hmac_' .. name] = function(key, msg)

@@ -217,6 +217,18 @@ function Message:dkim_verify(resolver)
   return (support.call_host('dkim.verify', false, binary(self:get_data())))
 end
 
+-- msg:dkim_sign(signer): a DKIM-Signature prepended, made by a kumo.dkim
+-- signer over the message as it stands (ext/dkim.lua).
+function Message:dkim_sign(signer)
+  if type(signer) ~= 'table' or type(signer.sign_data) ~= 'function' then
+    error('msg:dkim_sign: expected a kumo.dkim signer', 2)
+  end
+  local value = signer:sign_data(binary(self:get_data()))
+  local name = 'DKIM-Signature'
+  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
+  self.changes[#self.changes + 1] = { 'prepend', name, value }
+end
+
 -- msg:add_authentication_results(server_id, results): an Authentication-Results
 -- field prepended, built and folded by the host (policyd/mailauth/results.py),
 -- so no value can start a field of its own.
