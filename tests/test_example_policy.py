@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.mailstore import read_maildir
+from tests.smtpclient import RawClient
+from tests.test_dns import DnsServer
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy.lua"
 
 
@@ -95,3 +99,44 @@ def test_dns_answers_in_test_cases_decide_the_outcome(tmp_path) -> None:
     broken = policyctl("test", str(tmp_path / "rbl.lua"))
     assert broken.returncode == 2
     assert "unknown record types ['CNAME']" in broken.stdout + broken.stderr
+
+
+AUTH_EXAMPLE = EXAMPLE.parent / "auth.lua"
+
+
+def test_the_auth_example_passes_its_tests() -> None:
+    result = policyctl("test", str(AUTH_EXAMPLE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed, 0 failed" in result.stdout
+
+
+def test_the_auth_example_through_the_edge(tmp_path, servers) -> None:
+    dns = DnsServer(
+        tmp_path,
+        {
+            "example.com": {"TXT": [["v=spf1 ip4:127.0.0.1 -all"]]},
+            "_dmarc.example.com": {"TXT": [["v=DMARC1; p=reject"]]},
+        },
+    )
+    try:
+        _, address = servers.daemon(AUTH_EXAMPLE, tmp_path, "--dns-server", dns.address)
+        _, port = servers.edge(address, tmp_path)
+        with RawClient(port) as client:
+            client.reply()
+            client.command(b"EHLO mail.example.com")
+            assert client.command(b"MAIL FROM:<alice@example.com>") == b"250 OK\r\n"
+            client.command(b"RCPT TO:<bob@example.net>")
+            client.command(b"DATA")
+            client.send(b"From: Alice <alice@example.com>\r\nSubject: hi\r\n\r\nbody\r\n.\r\n")
+            assert client.reply().startswith(b"250 OK ids=")
+        (stored,) = read_maildir(tmp_path / "mail")
+        assert stored.message == (
+            b"Authentication-Results: mx.test;\r\n"
+            b"\tspf=pass reason=\"matched 'ip4:127.0.0.1' directive\"\r\n"
+            b"\tsmtp.helo=mail.example.com\r\n\tsmtp.mailfrom=alice@example.com;\r\n"
+            b'\tdmarc=pass reason="SPF aligned with the From domain"\r\n'
+            b"\theader.from=example.com\r\n"
+            b"From: Alice <alice@example.com>\r\nSubject: hi\r\n\r\nbody\r\n"
+        )
+    finally:
+        dns.proc.stop()
