@@ -1,5 +1,5 @@
 """The asynchronous host functions policies call through `kumo` (sleep,
-throttles, kumo.dns, kumo.spf, msg:dkim_verify, kumo.dmarc).
+throttles, kumo.dns, kumo.spf, msg:dkim_verify, msg:arc_verify, kumo.dmarc).
 
 A handler that calls one suspends only its own evaluation: its coroutine yields
 to the evaluator, which awaits the function here and resumes it with the result
@@ -16,7 +16,7 @@ from typing import Any
 from policyd.dns.lookups import Dns
 from policyd.extensions import from_binary
 from policyd.hostcalls import BridgeError
-from policyd.mailauth import dkim, dmarc, spf
+from policyd.mailauth import arc, dkim, dmarc, spf
 from policyd.throttle import Throttles, ThrottleSpec
 
 
@@ -41,6 +41,7 @@ class Bridge:
             **self.dns.functions(),
             "spf.check_host": self.spf_check_host,
             "dkim.verify": self.dkim_verify,
+            "arc.verify": self.arc_verify,
             "dmarc.check": self.dmarc_check,
         }
 
@@ -64,6 +65,10 @@ class Bridge:
     async def dkim_verify(self, data: str) -> tuple[list[dict[str, Any]]]:
         """msg:dkim_verify's results (the message as support.binary sent it)."""
         return (await dkim.verify(self.dns, from_binary(data)),)
+
+    async def arc_verify(self, data: str) -> tuple[dict[str, Any]]:
+        """msg:arc_verify's result."""
+        return (await arc.verify(self.dns, from_binary(data)),)
 
     async def dmarc_check(
         self, from_domain: str, dkim_json: str, spf_json: str

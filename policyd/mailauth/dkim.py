@@ -33,7 +33,7 @@ def _signatures(data: bytes) -> list[bytes]:
     return [v for k, v in message.headers if k.lower() == b"dkim-signature"][:MAX_SIGNATURES]
 
 
-def _tags(value: bytes) -> dict[bytes, bytes]:
+def tags_of(value: bytes) -> dict[bytes, bytes]:
     try:
         return dict(parse_tag_value(value))
     except InvalidTagValueList:
@@ -100,21 +100,30 @@ async def _key(dns: Resolver, name: str) -> bytes | DnsError | None:
     return " ".join(str(v) for v in records.values).encode() if records.values else None
 
 
-async def verify(dns: Resolver, data: bytes) -> list[dict[str, Any]]:
-    """KumoMTA's AuthenticationResult for each signature (at most 10)."""
-    values = await asyncio.to_thread(_signatures, data)
-    tags = [_tags(v) for v in values]
+async def fetch_keys(
+    dns: Resolver, tags: list[dict[bytes, bytes]]
+) -> tuple[dict[bytes, bytes | None], dict[str, DnsError]]:
+    """The keys (s=, d=) the signatures name, by query name (None: no key), and
+    the lookups that failed, by name."""
     names = {f"{t[b's'].decode()}._domainkey.{t[b'd'].decode()}".lower()
              for t in tags if b"s" in t and b"d" in t}  # fmt: skip
     fetched = dict(zip(names, await asyncio.gather(*(_key(dns, n) for n in names)), strict=True))
     keys = {n.encode(): k for n, k in fetched.items() if not isinstance(k, DnsError)}
+    return keys, {n: k for n, k in fetched.items() if isinstance(k, DnsError)}
+
+
+async def verify(dns: Resolver, data: bytes) -> list[dict[str, Any]]:
+    """KumoMTA's AuthenticationResult for each signature (at most 10)."""
+    values = await asyncio.to_thread(_signatures, data)
+    tags = [tags_of(v) for v in values]
+    keys, failures = await fetch_keys(dns, tags)
     results = []
     for index, t in enumerate(tags):
         props = _props(t)
         if b"b" in t:
             props["header.b"] = _short_b(t[b"b"], [o.get(b"b", b"") for o in tags])
         name = f"{props.get('header.s', '')}._domainkey.{props.get('header.d', '')}".lower()
-        failed = fetched.get(name)
+        failed = failures.get(name)
         result: str
         reason: str | None
         if isinstance(failed, DnsError):

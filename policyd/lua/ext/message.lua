@@ -217,6 +217,15 @@ function Message:dkim_verify(resolver)
   return (support.call_host('dkim.verify', false, binary(self:get_data())))
 end
 
+-- msg:arc_verify(opt_resolver): the ARC chain's AuthenticationResult (none,
+-- pass, fail), validated by the host (policyd/mailauth/arc.py).
+function Message:arc_verify(resolver)
+  if resolver ~= nil and type(resolver) ~= 'string' then
+    error(format('msg:arc_verify: the resolver name must be a string, got %s', type(resolver)), 2)
+  end
+  return (support.call_host('arc.verify', false, binary(self:get_data())))
+end
+
 -- msg:dkim_sign(signer): a DKIM-Signature prepended, made by a kumo.dkim
 -- signer over the message as it stands (ext/dkim.lua).
 function Message:dkim_sign(signer)
