@@ -145,3 +145,11 @@ def test_against_runs_the_other_trees_code(tmp_path: Path) -> None:
         cwd=ROOT, env=environment(env), capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 1 and f"the other tree {bench.OPERATOR_ENGINE}" in run.stderr
+
+
+def test_dkim_cost_verifies_what_it_measures() -> None:
+    from bench import dkim_cost
+
+    (row,) = dkim_cost.run((10_000,), repeats=1)
+    assert row["bytes"] == 10_000 and row["cpu_ms"] > 0 and row["wall_ms"] > 0
+    assert "| 10,000 B |" in dkim_cost.table([row])
