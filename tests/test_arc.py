@@ -70,3 +70,35 @@ end)
         assert client.reply().startswith(b"250 OK ids=")
     (entry,) = stack.stored_entries()
     assert b"X-ARC: none\r\n" in entry.message
+
+
+def test_arc_seal_adds_a_set_that_validates(stack_factory, write_policy) -> None:
+    write_policy(PEM.decode(), "arc.pem")
+    stack = stack_factory(r"""
+kumo.on('smtp_server_message_received', function(msg)
+  local signer = kumo.dkim.rsa_sha256_signer {
+    domain = 'example.com', selector = 'rsa', headers = { 'From', 'To', 'Subject' },
+    key = 'arc.pem',
+  }
+  local spf = { method = 'spf', result = 'pass', props = { ['smtp.mailfrom'] = 'a@example.com' } }
+  msg:arc_seal(signer, msg:get_meta('hostname'), { spf })
+end)
+""")
+    body = b"From: a@example.com\r\nTo: b@example.net\r\nSubject: hop\r\n\r\nbody\r\n"
+    with RawClient(stack.port) as client:
+        client.reply()
+        client.command(b"EHLO client.test")
+        client.command(b"MAIL FROM:<a@example.com>")
+        client.command(b"RCPT TO:<b@example.net>")
+        client.command(b"DATA")
+        client.send(body + b".\r\n")
+        assert client.reply().startswith(b"250 OK ids=")
+    (entry,) = stack.stored_entries()
+    assert entry.message.startswith(b"ARC-Seal: i=1; ")
+    assert b"ARC-Authentication-Results: i=1; mx.test" in entry.message
+    assert arc(entry.message)["result"] == "pass"
+    records = {b"rsa._domainkey.example.com": RSA_RECORD.encode()}
+    cv, _, _ = dkim.arc_verify(
+        entry.message, dnsfunc=lambda n, timeout=5: records.get(n.rstrip(b"."))
+    )
+    assert cv == b"pass"

@@ -170,7 +170,7 @@ def test_the_scan_names_unsupported_api_with_file_and_line(write_policy) -> None
         "-- kumo.commented_out() is not a reference\n"
         "kumo.on('smtp_server_data', function(msg, conn_meta)\n"
         "  local r = kumo.spf.check_host(msg:sender().domain, conn_meta)\n"
-        "  msg:arc_seal()\n"
+        "  msg:parse_mime()\n"
         "  conn_meta:get_meta('x')\n"
         "  kumo.regex.compile('a+')\n"
         "end)\n"
@@ -178,6 +178,6 @@ def test_the_scan_names_unsupported_api_with_file_and_line(write_policy) -> None
     )
     policy = LuaPolicy(PolicySource.at(path))
     assert [str(f) for f in compat.scan(policy.files, policy.provides)] == [
-        "policy.lua:4: msg:arc_seal: not supported",
+        "policy.lua:4: msg:parse_mime: not supported",
         "policy.lua:8: event 'smtp_client_rewrite_delivery_status': not supported",
     ]

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from policyd.durations import parse_duration
 from policyd.extensions import Context, HostFunctions, from_binary, to_python
 from policyd.extensions.digest import key_bytes
+from policyd.mailauth.arc import seal
 from policyd.mailauth.dkim_sign import PrivateKey, Signer, sign
 from policyd.source import PolicyError
 
@@ -103,4 +104,16 @@ def functions(context: Context) -> HostFunctions:
         except (ValueError, PolicyError) as e:
             return None, str(e)
 
-    return {"check": check, "sign": sign_message}
+    def arc_seal(
+        kind: str, params: Any, source: str, value: str, data: str, serv_id: Any, results: Any
+    ) -> tuple[Any, str | None]:
+        """The ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results)
+        as (name, value) pairs, sealed over `results` (their arc= result included)."""
+        try:
+            made = signer(to_python(params), lambda: load(kind, source, value))
+            pairs = seal(from_binary(data), made, serv_id, to_python(results))
+        except (ValueError, PolicyError) as e:
+            return None, str(e)
+        return context.to_lua([list(p) for p in pairs]), None
+
+    return {"check": check, "sign": sign_message, "arc_seal": arc_seal}

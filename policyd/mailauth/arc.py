@@ -11,8 +11,12 @@ import logging
 from typing import Any
 
 import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from policyd.mailauth.dkim import fetch_keys, tags_of
+from policyd.mailauth.dkim_sign import Signer
+from policyd.mailauth.results import header_value
 from policyd.mailauth.spf import Resolver
 
 _ARC_FIELDS = (b"arc-seal", b"arc-message-signature")
@@ -47,3 +51,31 @@ async def verify(dns: Resolver, data: bytes) -> dict[str, Any]:
     validated: tuple[str, str | None] = await asyncio.to_thread(_validate, data, keys)
     result, reason = validated
     return {"method": "arc", "result": result, "reason": reason, "props": {}}
+
+
+def seal(data: bytes, signer: Signer, serv_id: Any, results: Any) -> list[tuple[str, str]]:
+    """msg:arc_seal's ARC set for this hop, by dkimpy's sealer: it takes the
+    chain's status from the arc= result among `results` (msg:arc_verify's,
+    which the caller adds), so it needs no DNS. RSA signers only (dkimpy's
+    sealer reads keys as PEM RSA); ValueError for anything it refuses."""
+    if not isinstance(signer.key, rsa.RSAPrivateKey):
+        raise ValueError("ARC sealing takes an rsa_sha256_signer here")
+    pem = signer.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    ar = b"Authentication-Results: " + header_value(serv_id, results).encode() + b"\r\n"
+    headers = [h.lower().encode() for h in signer.headers]
+    try:
+        lines = dkim.arc_sign(
+            ar + data, signer.selector.encode(), signer.domain.encode(), pem,
+            str(serv_id).encode(), include_headers=headers,
+        )  # fmt: skip
+    except dkim.DKIMException as e:
+        raise ValueError(f"ARC sealing failed: {e}") from None
+    pairs = []
+    for line in lines:
+        name, _, value = line.decode().partition(":")
+        pairs.append((name, value.strip(" ").removesuffix("\r\n")))
+    return pairs

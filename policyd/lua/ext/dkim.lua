@@ -32,5 +32,14 @@ function Signer:sign_data(data)
   return value
 end
 
+-- The ARC set sealing this hop, as {name, value} pairs (ext/message.lua's
+-- msg:arc_seal prepends them).
+function Signer:arc_seal_data(data, serv_id, results)
+  local pairs_, err = host.arc_seal(self.kind, self.params, self.source, self.value, data,
+    serv_id, results)
+  if pairs_ == nil then error('msg:arc_seal: ' .. err, 3) end
+  return pairs_
+end
+
 function dkim.set_signing_threads() end  -- KumoMTA's thread pool setting: nothing to set here
 

@@ -226,6 +226,29 @@ function Message:arc_verify(resolver)
   return (support.call_host('arc.verify', false, binary(self:get_data())))
 end
 
+-- msg:arc_seal(signer, server_id, results, opt_resolver): the chain verified
+-- first (a broken one is left as it is, as KumoMTA does), then this hop's ARC
+-- set, sealed over results and the chain's status, prepended.
+function Message:arc_seal(signer, serv_id, results, resolver)
+  if type(signer) ~= 'table' or type(signer.arc_seal_data) ~= 'function' then
+    error('msg:arc_seal: expected a kumo.dkim signer', 2)
+  end
+  if type(results) ~= 'table' then
+    error(format('msg:arc_seal: results must be a list, got %s', type(results)), 2)
+  end
+  local chain = self:arc_verify(resolver)
+  if chain.result == 'fail' then return end
+  local all = {}
+  for i, r in ipairs(results) do all[i] = r end
+  all[#all + 1] = chain
+  local set = signer:arc_seal_data(binary(self:get_data()), serv_id, all)
+  for i = #set, 1, -1 do
+    local name, value = set[i][1], set[i][2]
+    insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
+    self.changes[#self.changes + 1] = { 'prepend', name, value }
+  end
+end
+
 -- msg:dkim_sign(signer): a DKIM-Signature prepended, made by a kumo.dkim
 -- signer over the message as it stands (ext/dkim.lua).
 function Message:dkim_sign(signer)
