@@ -23,6 +23,7 @@ ZONE = {
     "soft.test": {"TXT": [["v=spf1 ~all"]]},
     "broken.test": {"TXT": [["v=spf1 ip4:300.1.1.1 -all"]]},
     "servfail.test": {"rcode": "SERVFAIL"},
+    "silent.test": {"TXT": [["v=spf1 +all"]], "delay": 2},
     "helo.test": {"TXT": [["v=spf1 ip4:127.0.0.1 -all"]]},
 }
 
@@ -57,8 +58,9 @@ def spf_stack(tmp_path, servers: Servers):
     policy = tmp_path / "policy.lua"
     policy.write_text(POLICY)
     _, address = servers.daemon(
-        policy, tmp_path, "--dns-server", dns.address, "--eval-timeout", "2"
-    )
+        policy, tmp_path, "--dns-server", dns.address, "--eval-timeout", "2",
+        "--dns-timeout", "0.3", "--dns-attempts", "1",
+    )  # fmt: skip
     _, port = servers.edge(address, tmp_path, "--policy-timeout", "3")
     yield port, tmp_path
     dns.proc.stop()
@@ -76,6 +78,7 @@ def mail_from(port: int, sender: bytes, helo: bytes = b"helo.test") -> bytes:
     [
         (b"a@fail.test", b"550 5.7.23 SPF: 127.0.0.1 may not send for fail.test\r\n"),
         (b"a@servfail.test", b"451 4.7.24 SPF: try again later\r\n"),
+        (b"a@silent.test", b"451 4.7.24 SPF: try again later\r\n"),  # the server never answers
         (b"a@broken.test", b"550 5.7.24 SPF: invalid ip4 network '300.1.1.1'\r\n"),
         (b"a@soft.test", b"250 OK\r\n"),
         (b"a@none.test", b"250 OK\r\n"),
