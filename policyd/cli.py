@@ -87,6 +87,13 @@ def main() -> None:
 )
 @opt("--max-memory", type=int, default=_LIMITS.memory, help="Bytes of memory per Lua runtime.")
 @opt(
+    "--secrets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A directory, not readable by others, that key files named by an absolute path "
+    "(DKIM signing keys, HMAC keys) may be read from; they are not part of a revision.",
+)
+@opt(
     "--overflow-workers",
     type=int,
     default=_DEFAULTS.overflow_workers,
@@ -195,14 +202,39 @@ def serve(workers: int, loop: str, log_level: str, **options: Any) -> None:
 
 
 def make_config(
-    eval_timeout: float, eval_instructions: int, eval_slice: int, max_memory: int, **options: Any
+    eval_timeout: float,
+    eval_instructions: int,
+    eval_slice: int,
+    max_memory: int,
+    secrets_dir: Path | None = None,
+    **options: Any,
 ) -> ServeConfig:
     """The ServeConfig for serve's options (those of the process aside); ValueError
     when they do not work together."""
+    if secrets_dir is not None:
+        check_secrets_dir(secrets_dir)
     limits = Limits(
-        seconds=eval_timeout, instructions=eval_instructions, slice=eval_slice, memory=max_memory
+        seconds=eval_timeout,
+        instructions=eval_instructions,
+        slice=eval_slice,
+        memory=max_memory,
+        secrets_dir=secrets_dir,
     )
     return ServeConfig(limits=limits, **options)
+
+
+def check_secrets_dir(path: Path) -> None:
+    """ValueError unless `path` is a directory only its owner's group may read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise ValueError(f"--secrets-dir {path}: {e.strerror}") from None
+    if not path.is_dir():
+        raise ValueError(f"--secrets-dir {path} is not a directory")
+    if mode & 0o007:
+        raise ValueError(
+            f"--secrets-dir {path} is open to others (mode {mode & 0o777:o}); chmod o-rwx it"
+        )
 
 
 def _serve(config: ServeConfig, loop: str, log_level: str, on_ready: Any) -> None:

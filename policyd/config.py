@@ -15,13 +15,16 @@ from policy.checks import at_least, more_than_zero
 
 @dataclass(frozen=True)
 class Limits:
-    """What one evaluation (or one policy load) may use."""
+    """What one evaluation (or one policy load) may use, and reach."""
 
     seconds: float = 0.2  # wall clock, host calls included
     instructions: int = 100_000_000  # Lua VM instructions
     slice: int = 200_000  # instructions an inline evaluation may run before it moves to overflow
     memory: int = 128 * 1024 * 1024  # bytes per Lua state
     load_seconds: float = 5.0  # the policy's top level, modules included
+    # Where key files named by an absolute path may be read (--secrets-dir):
+    # never part of a revision, never logged.
+    secrets_dir: Path | None = None
 
 
 WATCH_MODES = ("events", "poll", "off")

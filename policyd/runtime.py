@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from lupa import lua54
@@ -172,7 +173,12 @@ class LuaPolicy:
         evaluation = self.lua.execute(_KUMO, sandbox, lua_limits, host)
         self.revision = ""
         context = extensions.Context(
-            self.lua, self._read_data, self.warnings.append, str(source), lambda: self.revision
+            self.lua,
+            self._read_data,
+            self.warnings.append,
+            str(source),
+            lambda: self.revision,
+            read_key=self._read_key,
         )
         extensions.install(context, evaluation.kumo, evaluation.support)
         self._load(sandbox, source.entry)
@@ -206,6 +212,20 @@ class LuaPolicy:
         content = self.source.read(relpath)
         self.files[relpath] = content
         return content
+
+    def _read_key(self, path: str) -> bytes:
+        """A key file: inside --secrets-dir (kept out of the revision and its
+        file list), else a file of the policy."""
+        root = self.limits.secrets_dir
+        if root is None or not Path(path).is_absolute():
+            return self._read_data(path)
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(root.resolve()):
+            return self._read_data(path)
+        try:
+            return resolved.read_bytes()
+        except OSError as e:
+            raise PolicyError(f"{path}: cannot be read from --secrets-dir ({e.strerror})") from None
 
     def _read_module(self, name: str, package_path: str) -> tuple[bytes | None, str]:
         try:

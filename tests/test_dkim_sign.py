@@ -5,6 +5,8 @@ on the message the edge stored."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import time
 
 import dkim
@@ -136,3 +138,42 @@ end)
     send(stack.port)
     (logged,) = [e for e in stack.daemon.log_lines() if e.get("msg") == "policy error"]
     assert "the key is not an RSA key" in logged["error"]
+
+
+def test_a_key_from_the_secrets_dir_signs_and_stays_out_of_the_revision(
+    stack_factory, tmp_path_factory
+) -> None:
+    secrets = tmp_path_factory.mktemp("secrets")  # outside the policy directory
+    secrets.chmod(0o700)
+    (secrets / "dkim.pem").write_text(pem(RSA_KEY))
+    stack = stack_factory(
+        f"""
+kumo.on('smtp_server_message_received', function(msg)
+  msg:dkim_sign(kumo.dkim.rsa_sha256_signer {{
+    domain = 'example.com', selector = 'rsa', headers = {{ 'From' }},
+    key = '{secrets / "dkim.pem"}' }})
+end)
+""",
+        daemon_args=("--secrets-dir", str(secrets)),
+    )
+    assert send(stack.port).startswith(b"250 OK ids=")
+    (entry,) = stack.stored_entries()
+    assert dkim.verify(entry.message, dnsfunc=dnsfunc)
+    logs = stack.daemon.log_lines()
+    (activated,) = [e for e in logs if e.get("msg") == "policy activated"]
+    assert activated["files"] == ["policy.lua"]
+    assert not any("BEGIN PRIVATE KEY" in str(e) for e in logs)
+
+
+def test_an_open_secrets_dir_is_refused_at_start(tmp_path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    secrets.chmod(0o755)
+    (tmp_path / "policy.lua").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "policyd", "serve", "--policy", str(tmp_path / "policy.lua"),
+         "--secrets-dir", str(secrets), "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "is open to others (mode 755); chmod o-rwx it" in result.stderr

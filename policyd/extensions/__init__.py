@@ -41,6 +41,8 @@ class Context:
     are; `policy` names the policy in log lines; `revision()` is the revision's
     id once the policy has loaded ("" while it loads). `listeners` collects
     the policy's kumo.start_esmtp_listener parameters, for the edges.
+    `read_key(path)` reads a key file: from the daemon's --secrets-dir when the
+    path is inside it (never part of a revision), else as read_data does.
     """
 
     lua: Any  # the LuaRuntime
@@ -49,6 +51,10 @@ class Context:
     policy: str
     revision: Callable[[], str] = lambda: ""
     listeners: list[dict[str, Any]] = field(default_factory=list)
+    read_key: Callable[[str], bytes] | None = None
+
+    def key_file(self, path: str) -> bytes:
+        return (self.read_key or self.read_data)(path)
 
     def to_lua(self, value: Any) -> Any:
         """A Python value as Lua sees it: dicts and lists (nested) become tables."""

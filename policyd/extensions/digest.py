@@ -44,7 +44,7 @@ def _part(value: Any) -> bytes:
 def key_bytes(context: Context, kind: str, key: str) -> bytes:
     """A KeySource's bytes (ext/digest.lua's key_source): a policy file, or
     the data itself; PolicyError when the file cannot be had."""
-    return context.read_data(key) if kind == "path" else from_binary(key)
+    return context.key_file(key) if kind == "path" else from_binary(key)
 
 
 def functions(context: Context) -> HostFunctions:
