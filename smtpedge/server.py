@@ -139,16 +139,11 @@ class EdgeServer:
                 )
             made[port] = (
                 listener,
-                Settings(
-                    shaped.hostname,
-                    banner=shaped.banner,
-                    max_message_size=shaped.max_message_size,
-                    max_recipients=shaped.max_recipients,
-                    max_messages_per_connection=shaped.max_messages_per_connection,
+                Settings.shaped(
+                    shaped,
                     idle_timeout=config.idle_timeout,
                     starttls=starttls,
                     require_tls=config.require_tls,
-                    params=shaped,
                 ),
             )
             return made[port][1]

@@ -135,18 +135,35 @@ class Settings:
         self.help = " ".join(sorted(self.help_verbs))
         self._ehlo: dict[tuple[str, ...], bytes] = {}
 
-    def reshaped(self, shaped: ListenerParams) -> Settings:
+    @classmethod
+    def shaped(
+        cls,
+        params: ListenerParams,
+        *,
+        idle_timeout: float,
+        starttls: ssl.SSLContext | None,
+        require_tls: bool,
+    ) -> Settings:
+        """A listener's settings as its parameters shape them."""
+        return cls(
+            params.hostname,
+            banner=params.banner,
+            max_message_size=params.max_message_size,
+            max_recipients=params.max_recipients,
+            max_messages_per_connection=params.max_messages_per_connection,
+            idle_timeout=idle_timeout,
+            starttls=starttls,
+            require_tls=require_tls,
+            params=params,
+        )
+
+    def reshaped(self, params: ListenerParams) -> Settings:
         """These settings with a connection's own listener parameters."""
-        return Settings(
-            shaped.hostname,
-            banner=shaped.banner,
-            max_message_size=shaped.max_message_size,
-            max_recipients=shaped.max_recipients,
-            max_messages_per_connection=shaped.max_messages_per_connection,
+        return Settings.shaped(
+            params,
             idle_timeout=self.idle_timeout,
             starttls=self.starttls,
             require_tls=self.require_tls,
-            params=shaped,
         )
 
     def ehlo_answer(self, extensions: list[str]) -> bytes:

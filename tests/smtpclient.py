@@ -69,3 +69,23 @@ class RawClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def send_message(
+    port: int,
+    body: bytes,
+    sender: bytes = b"a@example.com",
+    recipients: tuple[bytes, ...] = (b"b@example.net",),
+    helo: bytes = b"client.test",
+) -> bytes:
+    """One whole transaction whose envelope is accepted (checked): the reply
+    to the message. The body is sent as it is (no dot-stuffing)."""
+    with RawClient(port) as client:
+        assert client.reply().startswith(b"220")
+        assert client.command(b"EHLO " + helo).startswith(b"250")
+        assert client.command(b"MAIL FROM:<" + sender + b">") == b"250 OK\r\n"
+        for recipient in recipients:
+            assert client.command(b"RCPT TO:<" + recipient + b">") == b"250 OK\r\n"
+        assert client.command(b"DATA").startswith(b"354")
+        client.send(body + b".\r\n")
+        return client.reply()

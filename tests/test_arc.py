@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from policyd.dns.lookups import Dns
 from policyd.dns.sources import StaticSource
 from policyd.mailauth.arc import verify
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 from tests.test_dkim import RSA_KEY, RSA_RECORD
 
 PEM = RSA_KEY.private_bytes(
@@ -60,14 +60,7 @@ kumo.on('smtp_server_data', function(msg)
   msg:append_header('X-ARC', arc.result)
 end)
 """)
-    with RawClient(stack.port) as client:
-        client.reply()
-        client.command(b"EHLO client.test")
-        client.command(b"MAIL FROM:<a@example.com>")
-        client.command(b"RCPT TO:<b@example.net>")
-        client.command(b"DATA")
-        client.send(MESSAGE + b".\r\n")
-        assert client.reply().startswith(b"250 OK ids=")
+    assert send_message(stack.port, MESSAGE).startswith(b"250 OK ids=")
     (entry,) = stack.stored_entries()
     assert b"X-ARC: none\r\n" in entry.message
 
@@ -85,14 +78,7 @@ kumo.on('smtp_server_message_received', function(msg)
 end)
 """)
     body = b"From: a@example.com\r\nTo: b@example.net\r\nSubject: hop\r\n\r\nbody\r\n"
-    with RawClient(stack.port) as client:
-        client.reply()
-        client.command(b"EHLO client.test")
-        client.command(b"MAIL FROM:<a@example.com>")
-        client.command(b"RCPT TO:<b@example.net>")
-        client.command(b"DATA")
-        client.send(body + b".\r\n")
-        assert client.reply().startswith(b"250 OK ids=")
+    assert send_message(stack.port, body).startswith(b"250 OK ids=")
     (entry,) = stack.stored_entries()
     assert entry.message.startswith(b"ARC-Seal: i=1; ")
     assert b"ARC-Authentication-Results: i=1; mx.test" in entry.message

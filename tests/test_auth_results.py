@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from policyd.mailauth.results import header_value
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 
 DKIM = {
     "method": "dkim",
@@ -49,14 +49,7 @@ kumo.on('smtp_server_message_received', function(msg)
   })
 end)
 """)
-    with RawClient(stack.port) as client:
-        client.reply()
-        client.command(b"EHLO client.test")
-        client.command(b"MAIL FROM:<a@example.com>")
-        client.command(b"RCPT TO:<b@example.com>")
-        client.command(b"DATA")
-        client.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
-        assert client.reply().startswith(b"250 OK ids=")
+    assert send_message(stack.port, b"Subject: x\r\n\r\nbody\r\n").startswith(b"250 OK ids=")
     (entry,) = stack.stored_entries()
     assert entry.message == (
         b"Authentication-Results: mx.test;\r\n\tspf=pass\r\n\tsmtp.mailfrom=a@example.com\r\n"

@@ -21,7 +21,7 @@ from policyd.conformance import (
     scan,
     settings_from,
 )
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 
 HEADERS = (
     b"Date: Fri, 4 Dec 2026 21:00:00 +0000\r\nMessage-ID: <a@b.example>\r\nMIME-Version: 1.0\r\n"
@@ -205,15 +205,8 @@ def test_bad_settings_are_refused(given: dict[str, object], error: str) -> None:
         settings_from(given, "i@d")
 
 
-def send(port: int, body: bytes, sender: bytes = b"s@sender.example") -> bytes:
-    with RawClient(port) as client:
-        client.reply()
-        client.command(b"EHLO client.test")
-        client.command(b"MAIL FROM:<" + sender + b">")
-        client.command(b"RCPT TO:<r@example.com>")
-        assert client.command(b"DATA").startswith(b"354")
-        client.send(body + b".\r\n")
-        return client.reply()
+def send(port: int, body: bytes) -> bytes:
+    return send_message(port, body, b"s@sender.example", (b"r@example.com",))
 
 
 DOCUMENTED = r"""

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ED_KEY = ed25519.Ed25519PrivateKey.generate()
@@ -53,14 +53,7 @@ BODY = (
 
 
 def send(port: int, body: bytes = BODY) -> bytes:
-    with RawClient(port) as client:
-        client.reply()
-        client.command(b"EHLO client.test")
-        client.command(b"MAIL FROM:<alice@example.com>")
-        client.command(b"RCPT TO:<bob@example.net>")
-        client.command(b"DATA")
-        client.send(body + b".\r\n")
-        return client.reply()
+    return send_message(port, body, b"alice@example.com")
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from policyd.dns.sources import StaticSource
 from policyd.mailauth.dmarc import DmarcResult, check, organisational
 from tests.harness import Servers
 from tests.mailstore import read_maildir
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 from tests.test_dkim import MESSAGE, RSA_RECORD, sign
 from tests.test_dns import DnsServer
 
@@ -102,18 +102,12 @@ def test_a_whole_inbound_check_through_the_edge(tmp_path, servers: Servers) -> N
         _, address = servers.daemon(policy, tmp_path, "--dns-server", dns.address)
         _, port = servers.edge(address, tmp_path)
 
-        def send(body: bytes) -> bytes:
-            with RawClient(port) as client:
-                client.reply()
-                client.command(b"EHLO client.test")
-                client.command(b"MAIL FROM:<x@bounces.example.net>")
-                client.command(b"RCPT TO:<bob@example.net>")
-                client.command(b"DATA")
-                client.send(body + b".\r\n")
-                return client.reply()
-
-        assert send(sign(MESSAGE, "rsa")).startswith(b"250 OK ids=")  # DKIM aligns
-        assert send(MESSAGE) == b"550 5.7.1 DMARC policy of example.com says reject\r\n"
+        sender = b"x@bounces.example.net"
+        signed = send_message(port, sign(MESSAGE, "rsa"), sender)
+        assert signed.startswith(b"250 OK ids=")  # DKIM aligns
+        assert send_message(port, MESSAGE, sender) == (
+            b"550 5.7.1 DMARC policy of example.com says reject\r\n"
+        )
         (stored,) = read_maildir(tmp_path / "mail")
         header = stored.message.split(b"\r\nFrom:", 1)[0]
         assert b"\tspf=fail" in header and b"\tdmarc=pass" in header

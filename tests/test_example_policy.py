@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.mailstore import read_maildir
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 from tests.test_dns import DnsServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy.lua"
@@ -121,14 +121,9 @@ def test_the_auth_example_through_the_edge(tmp_path, servers) -> None:
     try:
         _, address = servers.daemon(AUTH_EXAMPLE, tmp_path, "--dns-server", dns.address)
         _, port = servers.edge(address, tmp_path)
-        with RawClient(port) as client:
-            client.reply()
-            client.command(b"EHLO mail.example.com")
-            assert client.command(b"MAIL FROM:<alice@example.com>") == b"250 OK\r\n"
-            client.command(b"RCPT TO:<bob@example.net>")
-            client.command(b"DATA")
-            client.send(b"From: Alice <alice@example.com>\r\nSubject: hi\r\n\r\nbody\r\n.\r\n")
-            assert client.reply().startswith(b"250 OK ids=")
+        body = b"From: Alice <alice@example.com>\r\nSubject: hi\r\n\r\nbody\r\n"
+        reply = send_message(port, body, b"alice@example.com", helo=b"mail.example.com")
+        assert reply.startswith(b"250 OK ids=")
         (stored,) = read_maildir(tmp_path / "mail")
         assert stored.message == (
             b"Authentication-Results: mx.test;\r\n"

@@ -12,20 +12,12 @@ import pytest
 from policy.reception import Envelope, changed
 from policy.v1 import policy_pb2 as pb
 from tests.procs import start_daemon, start_edge
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 from tests.test_relay import Upstream
 
 
 def send(port: int, sender: bytes, recipients: list[bytes], body: bytes) -> bytes:
-    with RawClient(port) as client:
-        client.reply()
-        client.command(b"EHLO client.test")
-        client.command(b"MAIL FROM:<" + sender + b">")
-        for recipient in recipients:
-            assert client.command(b"RCPT TO:<" + recipient + b">") == b"250 OK\r\n"
-        assert client.command(b"DATA").startswith(b"354")
-        client.send(body + b".\r\n")
-        return client.reply()
+    return send_message(port, body, sender, tuple(recipients))
 
 
 BODY = b"Subject: envelope\r\n\r\nbody\r\n"

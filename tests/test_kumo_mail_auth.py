@@ -13,7 +13,7 @@ import pytest
 
 from tests.harness import Servers
 from tests.mailstore import read_maildir
-from tests.smtpclient import RawClient
+from tests.smtpclient import send_message
 from tests.test_dkim import MESSAGE, RSA_RECORD, sign
 from tests.test_dns import DnsServer
 
@@ -69,18 +69,9 @@ def test_kumomta_s_mail_auth_helper_runs_unchanged(tmp_path, servers: Servers) -
         )
         _, port = servers.edge(address, tmp_path)
 
-        def send(body: bytes) -> bytes:
-            with RawClient(port) as client:
-                client.reply()
-                client.command(b"EHLO client.test")
-                client.command(b"MAIL FROM:<alice@example.com>")
-                client.command(b"RCPT TO:<bob@example.net>")
-                client.command(b"DATA")
-                client.send(body + b".\r\n")
-                return client.reply()
-
-        assert send(sign(MESSAGE, "rsa")).startswith(b"250 OK ids=")
-        assert send(MESSAGE).startswith(b"550 5.7.1 DMARC: ")
+        sender = b"alice@example.com"
+        assert send_message(port, sign(MESSAGE, "rsa"), sender).startswith(b"250 OK ids=")
+        assert send_message(port, MESSAGE, sender).startswith(b"550 5.7.1 DMARC: ")
         (stored,) = read_maildir(tmp_path / "mail")
         header = stored.message.split(b"\r\nFrom:", 1)[0]
         for result in (b"\tdkim=pass", b"\tspf=fail", b"\tiprev=pass", b"\tdmarc=pass",

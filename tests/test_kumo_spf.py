@@ -10,7 +10,7 @@ import pytest
 
 from tests.harness import Servers
 from tests.mailstore import read_maildir
-from tests.smtpclient import RawClient
+from tests.smtpclient import RawClient, send_message
 from tests.test_dns import DnsServer
 
 ZONE = {
@@ -91,14 +91,9 @@ def test_check_host_at_mail_from(spf_stack, sender: bytes, reply: bytes) -> None
 
 def test_check_msg_gives_kumomta_s_result_shape(spf_stack) -> None:
     port, workdir = spf_stack
-    with RawClient(port) as client:
-        client.reply()
-        client.command(b"EHLO helo.test")
-        assert client.command(b"MAIL FROM:<a@pass.test>") == b"250 OK\r\n"
-        client.command(b"RCPT TO:<r@example.com>")
-        client.command(b"DATA")
-        client.send(b"Subject: spf\r\n\r\nbody\r\n.\r\n")
-        assert client.reply().startswith(b"250 OK ids=")
+    body = b"Subject: spf\r\n\r\nbody\r\n"
+    reply = send_message(port, body, b"a@pass.test", (b"r@example.com",), b"helo.test")
+    assert reply.startswith(b"250 OK ids=")
     (stored,) = read_maildir(workdir / "mail")
     assert (
         b"X-SPF: pass spf pass mailfrom=a@pass.test helo=helo.test"

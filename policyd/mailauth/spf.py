@@ -14,7 +14,7 @@ import ipaddress
 import re
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from policyd.dns.records import DnsError, Records, ptr_host, query_name
@@ -59,7 +59,6 @@ class _Check:
     receiver: str
     terms: int = 0
     voids: int = 0
-    seen: set[str] = field(default_factory=set)
 
     def count_term(self) -> None:
         self.terms += 1

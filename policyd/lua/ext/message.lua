@@ -194,37 +194,37 @@ local function new_value(method, name, value, encode)
   return value
 end
 
+-- A new field, checked by new_value or built by the host, at the top
+-- ('prepend') or the end ('append'), and recorded for the edge.
+local function add_field(self, op, name, value)
+  local fields, field = self:fields(), { name = name, raw = name .. ': ' .. value .. '\r\n' }
+  if op == 'prepend' then insert(fields, 1, field) else fields[#fields + 1] = field end
+  self.changes[#self.changes + 1] = { op, name, value }
+end
+
 function Message:prepend_header(name, value, encode)
-  value = new_value('prepend_header', name, value, encode)
-  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
-  self.changes[#self.changes + 1] = { 'prepend', name, value }
+  add_field(self, 'prepend', name, new_value('prepend_header', name, value, encode))
 end
 
 function Message:append_header(name, value, encode)
-  value = new_value('append_header', name, value, encode)
-  local fields = self:fields()
-  fields[#fields + 1] = { name = name, raw = name .. ': ' .. value .. '\r\n' }
-  self.changes[#self.changes + 1] = { 'append', name, value }
+  add_field(self, 'append', name, new_value('append_header', name, value, encode))
 end
 
 -- msg:dkim_verify(opt_resolver): an AuthenticationResult for each DKIM
 -- signature, verified by the host (policyd/mailauth/dkim.py) with keys from
 -- the daemon's resolver; a resolver name is accepted, the daemon's answers.
-function Message:dkim_verify(resolver)
+local function verified(self, method, resolver)
   if resolver ~= nil and type(resolver) ~= 'string' then
-    error(format('msg:dkim_verify: the resolver name must be a string, got %s', type(resolver)), 2)
+    error(format('msg:%s: the resolver name must be a string, got %s', method, type(resolver)), 3)
   end
-  return (support.call_host('dkim.verify', false, binary(self:get_data())))
+  return (support.call_host(gsub(method, '_', '.'), false, binary(self:get_data())))
 end
+
+function Message:dkim_verify(resolver) return (verified(self, 'dkim_verify', resolver)) end
 
 -- msg:arc_verify(opt_resolver): the ARC chain's AuthenticationResult (none,
 -- pass, fail), validated by the host (policyd/mailauth/arc.py).
-function Message:arc_verify(resolver)
-  if resolver ~= nil and type(resolver) ~= 'string' then
-    error(format('msg:arc_verify: the resolver name must be a string, got %s', type(resolver)), 2)
-  end
-  return (support.call_host('arc.verify', false, binary(self:get_data())))
-end
+function Message:arc_verify(resolver) return (verified(self, 'arc_verify', resolver)) end
 
 -- msg:arc_seal(signer, server_id, results, opt_resolver): the chain verified
 -- first (a broken one is left as it is, as KumoMTA does), then this hop's ARC
@@ -242,11 +242,7 @@ function Message:arc_seal(signer, serv_id, results, resolver)
   for i, r in ipairs(results) do all[i] = r end
   all[#all + 1] = chain
   local set = signer:arc_seal_data(binary(self:get_data()), serv_id, all)
-  for i = #set, 1, -1 do
-    local name, value = set[i][1], set[i][2]
-    insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
-    self.changes[#self.changes + 1] = { 'prepend', name, value }
-  end
+  for i = #set, 1, -1 do add_field(self, 'prepend', set[i][1], set[i][2]) end
 end
 
 -- msg:dkim_sign(signer): a DKIM-Signature prepended, made by a kumo.dkim
@@ -255,10 +251,7 @@ function Message:dkim_sign(signer)
   if type(signer) ~= 'table' or type(signer.sign_data) ~= 'function' then
     error('msg:dkim_sign: expected a kumo.dkim signer', 2)
   end
-  local value = signer:sign_data(binary(self:get_data()))
-  local name = 'DKIM-Signature'
-  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
-  self.changes[#self.changes + 1] = { 'prepend', name, value }
+  add_field(self, 'prepend', 'DKIM-Signature', signer:sign_data(binary(self:get_data())))
 end
 
 -- msg:add_authentication_results(server_id, results): an Authentication-Results
@@ -271,9 +264,7 @@ function Message:add_authentication_results(serv_id, results)
   end
   local value, err = host.auth_results(serv_id, results)
   if value == nil then error('msg:add_authentication_results: ' .. err, 2) end
-  local name = 'Authentication-Results'
-  insert(self:fields(), 1, { name = name, raw = name .. ': ' .. value .. '\r\n' })
-  self.changes[#self.changes + 1] = { 'prepend', name, value }
+  add_field(self, 'prepend', 'Authentication-Results', value)
 end
 
 -- Drops the fields for which drop(field) is true, recording one removal per
