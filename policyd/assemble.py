@@ -52,20 +52,13 @@ def fill(verdict: pb.Verdict, outcome: Outcome) -> None:
             verdict.batches.batches.add(recipients=batch)
     if outcome.listener is not None:
         verdict.listener.CopyFrom(as_contract(outcome.listener))
-    if outcome.response is not None:
+    if outcome.response is not None:  # None fields stay absent: kept as they were
         status, text = outcome.response
-        verdict.response.SetInParent()
-        if status is not None:
-            verdict.response.status = status
-        if text is not None:
-            verdict.response.text = text
+        verdict.response.CopyFrom(pb.Response(status=status, text=text))
     if outcome.envelope is not None:
         sender, recipients = outcome.envelope
-        verdict.envelope.SetInParent()
-        if sender is not None:
-            verdict.envelope.sender = sender
-        if recipients is not None:
-            verdict.envelope.recipients.addresses.extend(recipients)
+        listed = None if recipients is None else pb.Recipients(addresses=recipients)
+        verdict.envelope.CopyFrom(pb.Envelope(sender=sender, recipients=listed))
 
 
 def continue_instead(verdict: pb.Verdict) -> pb.Verdict:

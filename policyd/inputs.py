@@ -5,6 +5,7 @@ and the event's arguments."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from policy.v1 import policy_pb2 as pb
 # What a handler is given: predefined conn_meta, what the session set, the event's arguments.
 # (predefined conn_meta, conn_meta the policy set, event arguments, the
 # session's AuthInfo when it authenticated).
-Inputs = tuple[dict[str, Any], dict[str, str] | None, dict[str, Any], dict[str, Any] | None]
+Inputs = tuple[dict[str, Any], dict[str, str] | None, dict[str, Any], str | None]
 
 # Keys only the daemon may state: they come from what it verified itself.
 VERIFIED_KEYS = ("edge_cert_subject",)
@@ -97,14 +98,11 @@ def handler_inputs(request: pb.EvaluateRequest, event: Event, identity: str | No
     )
 
 
-def auth_info(session: pb.Session) -> dict[str, Any] | None:
+def auth_info(session: pb.Session) -> str | None:
     """The session's AuthInfo as conn_meta:auth_info() gives it (less
-    peer_address, which kumo.lua adds), or None before AUTH."""
+    peer_address, which kumo.lua adds), as JSON that Lua decodes only when a
+    handler asks; None before AUTH."""
     if not session.HasField("auth"):
         return None
-    return {
-        "identities": [
-            {"identity": i.identity, "context": i.context} for i in session.auth.identities
-        ],
-        "groups": list(session.auth.groups),
-    }
+    identities = [{"identity": i.identity, "context": i.context} for i in session.auth.identities]
+    return json.dumps({"identities": identities, "groups": list(session.auth.groups)})

@@ -283,7 +283,7 @@ class LuaPolicy:
         fixed: dict[str, Any],
         raw: dict[str, str] | None,
         args: dict[str, Any],
-        auth: dict[str, Any] | None,
+        auth: str | None,
         seconds: float,
         slice: int | None,
     ) -> Outcome | Pending:
@@ -299,7 +299,7 @@ class LuaPolicy:
                 table(fixed),
                 table(raw) if raw else None,
                 table(args, recursive=True),
-                table(auth, recursive=True) if auth else None,
+                auth,
                 seconds,
                 self.limits.seconds,
                 self.limits.instructions,

@@ -270,7 +270,7 @@ end
 -- conn_meta:auth_info(): a copy of the session's AuthInfo in KumoMTA's shape
 -- (identities, groups, peer_address); empty lists before AUTH.
 function Meta:auth_info()
-  local auth, out = self.auth or {}, { identities = {}, groups = {} }
+  local auth, out = self.auth and json_decode(self.auth) or {}, { identities = {}, groups = {} }
   for i, ident in ipairs(auth.identities or {}) do
     out.identities[i] = { identity = ident.identity, context = ident.context }
   end
